@@ -1,0 +1,105 @@
+"""Finding and reading checkpoint files: local paths or Hugging Face Hub repos, safetensors or torch files.
+
+Shared by the codec and MusicGen loaders. Nothing here knows about model architectures. Every reader is
+safe: safetensors, or `torch.load(weights_only=True)`, which refuses pickles that would run code.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read: missing file, unknown format, or tensors that do not fit."""
+
+
+def looks_like_repo_id(source: str) -> bool:
+    return bool(REPO_ID.match(source)) and not Path(source).exists()
+
+
+def hub_file(repo_id: str, filename: str, required: bool = True) -> Path | None:
+    """Download one file of a Hub repo into the standard Hugging Face cache (or find it there).
+
+    Returns None when the repo has no such file and `required` is False.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except LocalEntryNotFoundError:  # offline and not cached (a subclass of EntryNotFoundError: test it first)
+        if not required:
+            return None
+        raise CheckpointError(
+            f"cannot download {filename!r} of {repo_id!r}: the Hub is unreachable and the file is not cached. "
+            f"Download it once with network access (e.g. `hf download {repo_id}`) or pass a local folder"
+        ) from None
+    except EntryNotFoundError:
+        if required:
+            raise CheckpointError(f"the Hub repo {repo_id!r} has no file {filename!r}") from None
+        return None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"{repo_id!r} is neither a local path nor a Hugging Face Hub repo") from None
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from None
+
+
+def torch_load(path: Path) -> dict:
+    """`torch.load` that only accepts tensors and plain containers (never arbitrary pickled objects)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except Exception as err:  # corrupt file, or a pickle that would need code to load
+        raise CheckpointError(f"cannot read {path} as a torch checkpoint (weights only): {err}") from None
+
+
+def _read_safetensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"cannot read {path} as safetensors: {err}") from None
+
+
+def read_hf_weights(get_file, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a transformers-layout checkpoint whose names start with `prefix` (prefix removed).
+
+    Args:
+        get_file: `name -> Path | None`, finding a file of the folder or repo (None when absent).
+        prefix: e.g. "audio_encoder." to read only the codec of a MusicGen checkpoint.
+    Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`, or else
+    `pytorch_model.bin`. Only the shards that hold wanted tensors are opened (or downloaded).
+    """
+    if (single := get_file("model.safetensors")) is not None:
+        return _read_safetensors(single, prefix)
+    if (index := get_file("model.safetensors.index.json")) is not None:
+        shards = sorted({f for k, f in read_json(index)["weight_map"].items() if k.startswith(prefix)})
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(_read_safetensors(get_file(shard), prefix))
+        return state
+    if (legacy := get_file("pytorch_model.bin")) is not None:
+        return {k[len(prefix):]: v for k, v in torch_load(legacy).items() if k.startswith(prefix)}
+    raise CheckpointError("no weights found: expected model.safetensors, model.safetensors.index.json "
+                          "or pytorch_model.bin")
+
+
+def file_getter(source: str | os.PathLike):
+    """A `name -> Path | None` function over a local folder or a Hub repo id."""
+    if Path(source).is_dir():
+        folder = Path(source)
+        return lambda name: folder / name if (folder / name).is_file() else None
+    return lambda name: hub_file(str(source), name, required=False)

@@ -1,0 +1,146 @@
+"""Configuration of the MusicGen language model, with the published sizes as named presets.
+
+The numbers come from audiocraft's `config/model/lm/model_scale/*.yaml` (dim, layers, heads) and
+`musicgen_lm.yaml` (4 codebooks of 2048 codes, delays [0, 1, 2, 3], max period 10000). The stereo models
+interleave left/right codebooks, so they have K = 8 and each delay appears twice.
+
+When loading a checkpoint, build the config from the checkpoint's own `config.json` with
+`lm_config_from_hf` rather than trusting a preset (the HF conversion script once shipped wrong head counts).
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Sizes and constants of the MusicGen LM (a pre-norm decoder-only transformer over codec tokens).
+
+    Args:
+        dim: model width D.
+        num_layers: number of transformer layers.
+        num_heads: attention heads H; head size is dim // num_heads (64 in every released model).
+        ffn_dim: hidden width of the feed-forward block (4 * dim).
+        num_codebooks: K, codec codebooks modelled in parallel (4 mono, 8 stereo).
+        card: V, codes per codebook (2048). Index `card` is the special token (start / delay padding).
+        delays: delay of each codebook in the interleaving pattern, one per codebook.
+        cross_attention: whether each layer cross-attends to the conditioning (False for melody models).
+        cond_dim: width of the text encoder output projected to `dim` (768 for T5-base); None means the
+            conditioning already has width `dim` and no projection exists.
+        max_period: max period of the sinusoidal positional embedding.
+        norm_eps: LayerNorm epsilon (PyTorch's default 1e-5, as audiocraft and transformers use).
+        audio_channels: 1 for mono, 2 for stereo (codebooks interleaved [q0_L, q0_R, q1_L, ...]).
+    """
+
+    dim: int = 1024
+    num_layers: int = 24
+    num_heads: int = 16
+    ffn_dim: int = 4096
+    num_codebooks: int = 4
+    card: int = 2048
+    delays: tuple[int, ...] = (0, 1, 2, 3)
+    cross_attention: bool = True
+    cond_dim: int | None = 768
+    max_period: float = 10_000.0
+    norm_eps: float = 1e-5
+    audio_channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dim % self.num_heads != 0:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if len(self.delays) != self.num_codebooks:
+            raise ValueError(f"{len(self.delays)} delays given for {self.num_codebooks} codebooks")
+        if min(self.delays, default=0) < 0:
+            raise ValueError(f"delays must be >= 0, got {self.delays}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def special_token(self) -> int:
+        """Token id used for the initial step and the delay padding (= card, row `card` of each embedding)."""
+        return self.card
+
+
+def stereo_delays(num_codebooks: int) -> tuple[int, ...]:
+    """Delays of the interleaved stereo pattern: each mono delay twice, (0, 0, 1, 1, 2, 2, 3, 3) for K=8."""
+    return tuple(k // 2 for k in range(num_codebooks))
+
+
+def _mono(dim: int, num_layers: int, num_heads: int) -> LMConfig:
+    return LMConfig(dim=dim, num_layers=num_layers, num_heads=num_heads, ffn_dim=4 * dim)
+
+
+def _stereo(config: LMConfig) -> LMConfig:
+    return replace(config, num_codebooks=8, delays=stereo_delays(8), audio_channels=2)
+
+
+_SMALL = _mono(1024, 24, 16)
+_MEDIUM = _mono(1536, 48, 24)
+_LARGE = _mono(2048, 48, 32)
+
+LM_PRESETS: dict[str, LMConfig] = {
+    "musicgen-small": _SMALL,
+    "musicgen-medium": _MEDIUM,
+    "musicgen-large": _LARGE,
+    "musicgen-stereo-small": _stereo(_SMALL),
+    "musicgen-stereo-medium": _stereo(_MEDIUM),
+    "musicgen-stereo-large": _stereo(_LARGE),
+}
+
+
+def lm_preset(name: str) -> LMConfig:
+    """Return the published config called `name` (a key of LM_PRESETS; a `facebook/` prefix is allowed)."""
+    key = name.removeprefix("facebook/")
+    if key not in LM_PRESETS:
+        raise KeyError(f"unknown LM preset {name!r}; known: {sorted(LM_PRESETS)}")
+    return LM_PRESETS[key]
+
+
+def lm_config_from_hf(config: Mapping[str, Any]) -> LMConfig:
+    """Build an LMConfig from a transformers MusicGen `config.json` (as a dict).
+
+    Args:
+        config: either the whole `MusicgenConfig` dict (with "decoder" and "text_encoder" sections) or a
+            bare `MusicgenDecoderConfig` dict. With a bare decoder dict there is no text projection
+            (cond_dim None), as in `MusicgenForCausalLM`.
+    Returns:
+        the LMConfig with every size read from the checkpoint's own config.
+    """
+    if config.get("model_type") == "musicgen_melody":
+        raise NotImplementedError("musicgen-melody (prepended chroma conditioning) is not supported yet")
+    decoder = config.get("decoder", config)
+    if decoder.get("activation_function", "gelu") != "gelu":
+        raise ValueError(f"unsupported activation {decoder['activation_function']!r}; MusicGen uses gelu")
+    # transformers computes `embed_scale` from `scale_embedding` but never applies it, so we ignore it.
+    num_codebooks = int(decoder["num_codebooks"])
+    audio_channels = int(decoder.get("audio_channels", 1))
+    delays = stereo_delays(num_codebooks) if audio_channels == 2 else tuple(range(num_codebooks))
+    dim = int(decoder["hidden_size"])
+    return LMConfig(
+        dim=dim,
+        num_layers=int(decoder["num_hidden_layers"]),
+        num_heads=int(decoder["num_attention_heads"]),
+        ffn_dim=int(decoder["ffn_dim"]),
+        num_codebooks=num_codebooks,
+        card=int(decoder["vocab_size"]),
+        delays=delays,
+        cross_attention=True,
+        cond_dim=_text_projection_dim(config, decoder, dim),
+        audio_channels=audio_channels,
+    )
+
+
+def _text_projection_dim(config: Mapping[str, Any], decoder: Mapping[str, Any], dim: int) -> int | None:
+    """Input width of `enc_to_dec_proj`, or None when transformers builds no projection.
+
+    transformers creates the projection only when the text encoder width differs from the decoder width
+    and `cross_attention_hidden_size` is unset; every released MusicGen has T5-base (768) != dim.
+    """
+    text = config.get("text_encoder")
+    if text is None or decoder.get("cross_attention_hidden_size") is not None:
+        return None
+    text_dim = int(text.get("d_model", text.get("hidden_size", 0)))
+    return text_dim if text_dim != dim else None

@@ -1,0 +1,89 @@
+"""Next-token selection: classifier-free guidance, temperature, top-k, top-p, greedy (audiocraft `LMModel`).
+
+Order of operations (audiocraft `_sample_next_token`): CFG mix on raw logits, then softmax(logits / T),
+then top-p if p > 0, else top-k if k > 0, else plain multinomial; argmax when sampling is off or T == 0.
+Every random draw takes an explicit `torch.Generator`, so a seed reproduces a run. The ops and their order
+match audiocraft's, so a generator seeded like audiocraft's global RNG draws the same tokens.
+"""
+
+import torch
+
+
+def classifier_free_guidance(logits: torch.Tensor, cfg_coef: float) -> torch.Tensor:
+    """CFG mix of a doubled batch: uncond + cfg_coef * (cond - uncond), on raw logits.
+
+    Args:
+        logits: [2B, ...] with the conditional half first and the unconditional (null text) half second.
+        cfg_coef: guidance strength (3.0 for MusicGen); 1.0 gives the conditional logits back.
+    Returns:
+        [B, ...] guided logits.
+    """
+    cond, uncond = logits.chunk(2, dim=0)  # [B, ...] each
+    return uncond + (cond - uncond) * cfg_coef
+
+
+def multinomial(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw from each distribution of probs [..., V]; returns indices [...]."""
+    flat = probs.reshape(-1, probs.shape[-1])  # [N, V]
+    return torch.multinomial(flat, num_samples=1, generator=generator).reshape(probs.shape[:-1])  # [...]
+
+
+def top_k_filter(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep every probability >= the k-th largest (ties at the boundary are all kept), renormalised."""
+    kth_largest = torch.topk(probs, k, dim=-1).values[..., -1:]  # [..., 1]
+    kept = probs * (probs >= kth_largest).to(probs.dtype)  # [..., V]
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
+def _nucleus_sorted(probs: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted probabilities with the nucleus kept (mass before a token <= p) and renormalised, and the order."""
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True)  # [..., V]
+    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # [..., V]
+    kept = sorted_probs * (mass_before <= p).to(probs.dtype)  # the top token always stays
+    return kept / kept.sum(dim=-1, keepdim=True), order
+
+
+def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of top tokens whose mass reaches p, renormalised.
+
+    A token is kept when the mass of the tokens ranked above it is <= p.
+    """
+    kept, order = _nucleus_sorted(probs, p)
+    return torch.zeros_like(probs).scatter(-1, order, kept)  # [..., V], original token order
+
+
+def sample_top_p(probs: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Nucleus sampling from probs [..., V] -> [...]. Draws in sorted order, as audiocraft does."""
+    kept, order = _nucleus_sorted(probs, p)
+    rank = multinomial(kept, generator)  # [...]
+    return order.gather(-1, rank[..., None])[..., 0]  # [...]
+
+
+def sample_next_token(
+    logits: torch.Tensor,
+    use_sampling: bool = True,
+    temperature: float = 1.0,
+    top_k: int = 250,
+    top_p: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Choose the next token of each distribution (defaults are MusicGen's: sampling, top-k 250).
+
+    Args:
+        logits: [..., V] raw (already CFG-mixed) logits, e.g. [B, K, V] for the last step.
+        use_sampling: sample if True (and temperature > 0), else take the argmax.
+        temperature: softmax temperature.
+        top_k: keep the top k tokens (ties kept) when > 0 and top_p is 0.
+        top_p: nucleus mass; when > 0 it takes precedence over top_k.
+        generator: random generator on the logits' device (None = torch's global RNG).
+    Returns:
+        token indices [...], int64.
+    """
+    if not use_sampling or temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)  # [..., V]
+    if top_p > 0:
+        return sample_top_p(probs, top_p, generator)
+    if top_k > 0:
+        probs = top_k_filter(probs, min(top_k, probs.shape[-1]))
+    return multinomial(probs, generator)

@@ -1,0 +1,132 @@
+"""Bad checkpoints give one clear error that names the culprit, and never run code from the file."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from encodec import CheckpointError, load_encodec
+from tests.codec_oracle import HF_32KHZ, random_hf_codec
+
+
+@pytest.fixture(scope="module")
+def hf32(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hf32")
+    random_hf_codec(0, **HF_32KHZ).save_pretrained(folder)
+    return folder
+
+
+def _copy_with(folder, tmp_path, edit_state=None, edit_config=None):
+    state = load_file(folder / "model.safetensors")
+    config = json.loads((folder / "config.json").read_text())
+    if edit_state:
+        edit_state(state)
+    if edit_config:
+        edit_config(config)
+    save_file(state, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(CheckpointError, match="not an existing file or folder"):
+        load_encodec(tmp_path / "nowhere" / "codec.bin")
+
+
+def test_folder_without_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="holds no EnCodec checkpoint"):
+        load_encodec(tmp_path)
+
+
+def test_missing_weights_file(hf32, tmp_path):
+    (tmp_path / "config.json").write_text((hf32 / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="no weights found"):
+        load_encodec(tmp_path)
+
+
+def test_missing_and_unexpected_keys_are_named(hf32, tmp_path):
+    def edit(state):
+        del state["decoder.layers.15.conv.bias"]
+        state["decoder.layers.99.conv.bias"] = torch.zeros(1)
+
+    with pytest.raises(CheckpointError) as err:
+        load_encodec(_copy_with(hf32, tmp_path, edit_state=edit))
+    assert "missing keys: [decoder.layers.15.conv.bias]" in str(err.value)
+    assert "unexpected keys: [decoder.layers.99.conv.bias]" in str(err.value)
+
+
+def test_shape_mismatch_is_named(hf32, tmp_path):
+    # weights of a model with 16 filters under a config that says 8
+    def edit(config):
+        config["num_filters"] = 16
+
+    expected = r"wrong shape: decoder\.layers\.0\.conv\.bias: checkpoint \[128\] vs model \[256\]"
+    with pytest.raises(CheckpointError, match=expected):
+        load_encodec(_copy_with(hf32, tmp_path, edit_config=edit))
+
+
+def test_wrong_model_type(hf32, tmp_path):
+    def edit(config):
+        config["model_type"] = "bert"
+
+    with pytest.raises(CheckpointError, match="'bert' model, not an EnCodec"):
+        load_encodec(_copy_with(hf32, tmp_path, edit_config=edit))
+
+
+def test_corrupt_safetensors(hf32, tmp_path):
+    (tmp_path / "config.json").write_text((hf32 / "config.json").read_text())
+    (tmp_path / "model.safetensors").write_bytes(b"\x00\x01 not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot read .* as safetensors"):
+        load_encodec(tmp_path)
+
+
+def test_corrupt_torch_file(tmp_path):
+    path = tmp_path / "compression_state_dict.bin"
+    path.write_bytes(b"garbage" * 100)
+    with pytest.raises(CheckpointError, match="cannot read .* as a torch checkpoint"):
+        load_encodec(path)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/encodec_pwned",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "compression_state_dict.bin"
+    torch.save({"best_state": _Payload(), "xp.cfg": ""}, path)
+    with pytest.raises(CheckpointError, match="weights only"):
+        load_encodec(path)
+    assert not os.path.exists("/tmp/encodec_pwned")
+
+
+def test_unknown_torch_file_format(tmp_path):
+    path = tmp_path / "something.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match=r"unknown checkpoint format \(top-level keys: weights\)"):
+        load_encodec(path)
+
+
+def test_bare_safetensors_file_needs_its_config(hf32):
+    with pytest.raises(CheckpointError, match="has no config"):
+        load_encodec(hf32 / "model.safetensors")
+
+
+def test_48khz_is_refused_clearly(hf32, tmp_path):
+    def edit(config):
+        config.update(normalize=True, chunk_length_s=1.0, overlap=0.01)
+
+    with pytest.raises(CheckpointError, match="not supported"):
+        load_encodec(_copy_with(hf32, tmp_path, edit_config=edit))
+
+
+def test_uncached_repo_id_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match="not cached"):
+        load_encodec("nobody-here/no-such-codec")
