@@ -242,14 +242,16 @@ def _load_hf(config: dict, get_file, origin: str) -> EncodecModel:
     """transformers layout: an EncodecModel, or the `audio_encoder` part of a MusicGen checkpoint."""
     model_type = config.get("model_type", "")
     if model_type == "encodec":
-        codec_config, prefix = config, ""
-    elif model_type.startswith("musicgen") and "audio_encoder" in config:
-        codec_config, prefix = config["audio_encoder"], "audio_encoder."
-    else:
-        raise CheckpointError(f"{origin}: config.json is a {model_type or 'untyped'!r} model, not an EnCodec "
-                              "or MusicGen checkpoint")
-    model = EncodecModel(config_from_hf(codec_config))
-    state = read_hf_weights(get_file, prefix)
+        return codec_from_hf(config, read_hf_weights(get_file), origin)
+    if model_type.startswith("musicgen") and "audio_encoder" in config:
+        return codec_from_hf(config["audio_encoder"], read_hf_weights(get_file, "audio_encoder."), origin)
+    raise CheckpointError(f"{origin}: config.json is a {model_type or 'untyped'!r} model, not an EnCodec "
+                          "or MusicGen checkpoint")
+
+
+def codec_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
+    """An EncodecModel from a transformers EnCodec config dict and its tensors (names without prefix)."""
+    model = EncodecModel(config_from_hf(config))
     load_state_into(model, rename_keys(state, HF_RENAMES), origin)
     return model
 

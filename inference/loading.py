@@ -1,0 +1,111 @@
+"""MusicGen checkpoints (transformers layout) -> our LM, our codec, and the T5 text conditioner.
+
+A transformers MusicGen checkpoint is one `config.json` with three sections and one set of tensors
+(`model.safetensors`, possibly sharded) holding three models under three prefixes:
+
+| section | tensors | becomes |
+|---|---|---|
+| `text_encoder` (T5Config) | `text_encoder.*` | `T5Conditioner` (transformers' T5 encoder + tokenizer) |
+| `audio_encoder` (EncodecConfig) | `audio_encoder.*` | our `EncodecModel` (`encodec.loading.codec_from_hf`) |
+| `decoder` (MusicgenDecoderConfig) | `decoder.*`, `enc_to_dec_proj.*` | our `MusicGenLM` (`build_lm_from_hf`) |
+
+Sizes are read from the checkpoint's own config, never from a preset.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from encodec import EncodecModel
+from encodec.hub import CheckpointError, file_getter, hub_file, looks_like_repo_id, read_hf_weights, read_json
+from encodec.loading import codec_from_hf
+from lm.conditioning import T5Conditioner
+from lm.loading import StateDictMismatchError, build_lm_from_hf
+from lm.model import MusicGenLM
+
+# Short names accepted for the published models.
+SHORT_NAMES = {
+    name: f"facebook/musicgen-{name}"
+    for name in ("small", "medium", "large", "melody", "melody-large", "stereo-small", "stereo-medium",
+                 "stereo-large", "stereo-melody", "stereo-melody-large")
+}
+
+
+@dataclass
+class MusicGenParts:
+    lm: MusicGenLM
+    codec: EncodecModel
+    text: T5Conditioner
+    config: dict
+
+
+def resolve_source(source: str | os.PathLike) -> str:
+    """A short model name (`small`) becomes its Hub repo id; anything else is returned unchanged."""
+    return SHORT_NAMES.get(str(source), str(source))
+
+
+def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
+    """Read a transformers-layout MusicGen checkpoint (local folder or Hub repo id) into our modules.
+
+    The LM is cast to `lm_dtype`; T5 and the codec stay in float32 (as audiocraft does on GPU).
+    """
+    source = resolve_source(source)
+    if Path(source).is_dir():
+        if not (Path(source) / "config.json").is_file():
+            raise CheckpointError(f"{source} holds no MusicGen checkpoint (no config.json)")
+        config = read_json(Path(source) / "config.json")
+    elif looks_like_repo_id(source):
+        config = read_json(hub_file(source, "config.json"))
+    else:
+        raise CheckpointError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
+                              f"name ({', '.join(SHORT_NAMES)})")
+    model_type = config.get("model_type")
+    if model_type != "musicgen":
+        raise CheckpointError(f"{source}: a {model_type!r} checkpoint; expected a MusicGen one (model_type "
+                              "'musicgen'; melody models are not supported yet)")
+    state = read_hf_weights(file_getter(source))
+    codec = codec_from_hf(config["audio_encoder"], _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
+    text = T5Conditioner(_t5_from_hf(config["text_encoder"], _strip(state, "text_encoder."), source),
+                         _tokenizer(source))
+    try:
+        lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype)
+    except StateDictMismatchError as err:
+        raise CheckpointError(f"{source} (decoder): {err}") from None
+    return MusicGenParts(lm, codec.fold_weight_norm().to(device).eval(), text.to(device), config)
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _t5_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> torch.nn.Module:
+    """transformers' T5 encoder with the checkpoint's weights (built on the meta device: no random init)."""
+    from transformers import T5Config, T5EncoderModel
+
+    with torch.device("meta"):
+        model = T5EncoderModel(T5Config.from_dict(config))
+    state = dict(state)
+    state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))  # tied to `shared`
+    state.setdefault("shared.weight", state.get("encoder.embed_tokens.weight"))
+    expected = model.state_dict()
+    missing = sorted(k for k in expected if state.get(k) is None)
+    unexpected = sorted(k for k in state if k not in expected)
+    wrong = sorted(k for k in expected if k not in missing and state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{origin} (text_encoder) does not fit its config: missing {missing[:8]}, "
+                              f"unexpected {unexpected[:8]}, wrong shape {wrong[:8]}")
+    model.load_state_dict({k: state[k] for k in expected}, assign=True)
+    model.encoder.embed_tokens.weight = model.shared.weight
+    return model.float().eval()
+
+
+def _tokenizer(source: str):
+    """The tokenizer stored with the checkpoint (T5's sentencepiece for the published models)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot load the tokenizer of {source}: {err}") from None
