@@ -1,39 +1,25 @@
-"""MusicGen: text -> codec tokens -> audio.
+"""MusicGen: text (and optionally an audio prompt) -> codec tokens -> audio.
 
-    descriptions --T5--> text states --LM proj--> cond [B, L, D]
-    cond (+ null cond for CFG) --LM, one delay-pattern step at a time--> codes [B, K, T]
+    descriptions --T5--> text states --LM proj--> cond [B, L, D] (+ B null rows for CFG)
+    cond (+ prompt codes) --LM over the delay pattern, window by window--> codes [B, K, T]
     codes --EnCodec decoder--> audio [B, C, T * hop]
 
-The decoding loop (audiocraft `LMModel.generate` semantics): the pattern sequence starts with one all-special
-step; each forward pass over the newest step gives logits for the next one; positions that the delay pattern
-keeps special are never sampled. T frames take T + max(delays) passes; the KV cache makes each pass one step.
+The token loops live in `inference/generation.py`; this class wires the parts and handles audio in and out.
 """
 
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from encodec import EncodecModel
+from inference.audio_prompt import prepare_prompt
+from inference.generation import SamplingParams, generate_long, plan_windows, window_steps
 from inference.loading import load_musicgen_parts
 from lm.conditioning import T5Conditioner
 from lm.model import MusicGenLM
-from lm.patterns import build_delay_pattern, revert_delay_pattern
-from lm.sampling import classifier_free_guidance, sample_next_token
-
-UNKNOWN = -1  # a pattern position still to be generated
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How each next token is chosen (MusicGen's defaults)."""
-
-    use_sampling: bool = True
-    top_k: int = 250
-    top_p: float = 0.0
-    temperature: float = 1.0
-    cfg_coef: float = 3.0
 
 
 def default_device() -> torch.device:
@@ -47,11 +33,15 @@ class MusicGen:
         lm: the language model over delayed codec tokens.
         codec: the audio codec (mono; stereo models interleave left/right codebooks).
         text: the text conditioner.
-        max_duration: the longest generation in one window, in seconds (the models were trained on 30 s).
+        max_duration: seconds generated in one window (the models were trained on 30 s excerpts).
+        extend_stride: seconds added by each further window of a longer piece (audiocraft: 18 s, so each
+            window re-reads the last max_duration - extend_stride = 12 s as its prompt).
     """
 
-    def __init__(self, lm: MusicGenLM, codec: EncodecModel, text: T5Conditioner, max_duration: float = 30.0):
-        self.lm, self.codec, self.text, self.max_duration = lm, codec, text, max_duration
+    def __init__(self, lm: MusicGenLM, codec: EncodecModel, text: T5Conditioner, max_duration: float = 30.0,
+                 extend_stride: float = 18.0):
+        self.lm, self.codec, self.text = lm, codec, text
+        self.max_duration, self.extend_stride = max_duration, extend_stride
         codec_codebooks = codec.num_codebooks * lm.config.audio_channels
         if lm.config.num_codebooks != codec_codebooks:
             raise ValueError(f"the LM predicts {lm.config.num_codebooks} codebooks, the codec gives "
@@ -91,35 +81,67 @@ class MusicGen:
 
     def generate(self, descriptions: list[str | None] | str, duration: float = 10.0, seed: int | None = None,
                  use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0, temperature: float = 1.0,
-                 cfg_coef: float = 3.0, progress: bool = False) -> torch.Tensor:
+                 cfg_coef: float = 3.0, progress: bool = False,
+                 callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Generate music for each description. Returns audio [B, C, N] at `sample_rate`, N = T * hop.
 
         Args:
             descriptions: one text per sample; None or "" generates without text.
-            duration: seconds of audio (T = int(duration * frame_rate) frames).
+            duration: seconds of audio (T = duration * frame_rate frames); longer than `max_duration` is
+                generated in sliding windows.
             seed: seeds the sampling; the same seed, settings and device give the same audio.
             use_sampling, top_k, top_p, temperature: see `lm.sampling.sample_next_token`.
             cfg_coef: classifier-free guidance strength; 1.0 (or less) turns guidance off.
-            progress: show a progress bar over the decoding steps.
+            progress: show a progress bar over all decoding steps of all windows.
+            callback: called as callback(steps_done, steps_total) after every decoding step.
         """
         codes = self.generate_tokens(descriptions, duration, seed, use_sampling, top_k, top_p, temperature,
-                                     cfg_coef, progress)
+                                     cfg_coef, progress, callback)
         return self.decode(codes)
 
     def generate_tokens(self, descriptions: list[str | None] | str, duration: float = 10.0, seed: int | None = None,
                         use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0, temperature: float = 1.0,
-                        cfg_coef: float = 3.0, progress: bool = False) -> torch.Tensor:
+                        cfg_coef: float = 3.0, progress: bool = False,
+                        callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Like `generate`, but return the codec tokens [B, K, T] instead of audio."""
         descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
         if not descriptions:
             raise ValueError("give at least one description (None or '' for unconditional generation)")
-        num_frames = self._num_frames(duration)
+        prompt = torch.zeros(len(descriptions), self.lm.config.num_codebooks, 0, dtype=torch.long,
+                             device=self.device)
         params = SamplingParams(use_sampling, top_k, top_p, temperature, cfg_coef)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(self.device).manual_seed(seed)
-        cond = self._condition(descriptions, with_null=cfg_coef > 1.0)
-        return self._decode_loop(cond, len(descriptions), num_frames, params, generator, progress)
+        return self._generate(descriptions, prompt, self._num_frames(duration), params, seed, progress, callback)
+
+    def generate_continuation(self, prompt_wav: torch.Tensor, prompt_sample_rate: int,
+                              descriptions: list[str | None] | str | None = None, duration: float = 10.0,
+                              seed: int | None = None, use_sampling: bool = True, top_k: int = 250,
+                              top_p: float = 0.0, temperature: float = 1.0, cfg_coef: float = 3.0,
+                              progress: bool = False,
+                              callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Continue a piece of audio. Returns [B, C, N]: the prompt's reconstruction, then the continuation.
+
+        Args:
+            prompt_wav: [B, C, N] or [C, N] audio at `prompt_sample_rate` (resampled and mixed to the codec's
+                rate and channels here).
+            descriptions: None (no text) or one text per prompt.
+            duration: seconds of the result, prompt included.
+            Other arguments as `generate`.
+        """
+        prompt = prepare_prompt(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate)  # [B, K, T_p]
+        prompt = prompt.to(self.device)
+        batch = prompt.shape[0]
+        if descriptions is None:
+            descriptions = [None] * batch
+        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+        if len(descriptions) != batch:
+            raise ValueError(f"got {len(descriptions)} descriptions for {batch} audio prompts")
+        num_frames = self._num_frames(duration)
+        if prompt.shape[-1] >= num_frames:
+            raise ValueError(f"the prompt ({prompt.shape[-1] / self.frame_rate:.2f} s) must be shorter than the "
+                             f"requested duration ({duration} s), which includes it")
+        params = SamplingParams(use_sampling, top_k, top_p, temperature, cfg_coef)
+        codes = self._generate(descriptions, prompt, num_frames, params, seed, progress, callback)
+        return self.decode(codes)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -130,11 +152,35 @@ class MusicGen:
         return torch.cat([left, right], dim=1)  # [B, 2, N]
 
     def _num_frames(self, duration: float) -> int:
-        if not duration > 0:
+        """T = duration * frame_rate frames (audiocraft truncates with int(); the 1e-6 guards float error)."""
+        if not (isinstance(duration, int | float) and math.isfinite(duration) and duration > 0):
             raise ValueError(f"duration must be a positive number of seconds, got {duration}")
-        if duration > self.max_duration:
-            raise ValueError(f"duration {duration} s is longer than the model's window of {self.max_duration} s")
-        return max(1, int(duration * self.frame_rate))
+        return max(1, math.floor(duration * self.frame_rate + 1e-6))
+
+    def _generate(self, descriptions: list[str | None], prompt: torch.Tensor, num_frames: int,
+                  params: SamplingParams, seed: int | None, progress: bool,
+                  callback: Callable[[int, int], None] | None) -> torch.Tensor:
+        window = math.floor(self.max_duration * self.frame_rate + 1e-6)
+        stride = math.floor(self.extend_stride * self.frame_rate + 1e-6)
+        max_delay = max(self.lm.config.delays)
+        total = sum(window_steps(p, t, max_delay) for p, t in plan_windows(prompt.shape[-1], num_frames, window,
+                                                                           stride))
+        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
+        cond = self._condition(descriptions, with_null=params.cfg_coef > 1.0)
+        bar = tqdm(total=total, desc="generating", unit="step", disable=not progress)
+        done = 0
+
+        def on_step() -> None:
+            nonlocal done
+            done += 1
+            bar.update(1)
+            if callback is not None:
+                callback(done, total)
+
+        try:
+            return generate_long(self.lm, cond, prompt, num_frames, window, stride, params, generator, on_step)
+        finally:
+            bar.close()
 
     @torch.no_grad()
     def _condition(self, descriptions: list[str | None], with_null: bool) -> torch.Tensor:
@@ -145,25 +191,3 @@ class MusicGen:
         if with_null:
             cond = torch.cat([cond, torch.zeros_like(cond)], dim=0)  # [2B, L, D]
         return cond
-
-    @torch.no_grad()
-    def _decode_loop(self, cond: torch.Tensor, batch: int, num_frames: int, params: SamplingParams,
-                     generator: torch.Generator | None, progress: bool) -> torch.Tensor:
-        """Fill the delay pattern one step at a time. Returns codes [B, K, T]."""
-        config = self.lm.config
-        unknown = torch.full((batch, config.num_codebooks, num_frames), UNKNOWN, device=self.device)
-        sequence = build_delay_pattern(unknown, config.delays, config.special_token)  # [B, K, S]
-        S = sequence.shape[-1]
-        guided = cond.shape[0] == 2 * batch
-        cache = self.lm.new_cache(cond.shape[0], S)
-        for step in tqdm(range(1, S), desc="generating", unit="step", disable=not progress):
-            last = sequence[..., step - 1 : step]  # [B, K, 1]
-            inputs = torch.cat([last, last]) if guided else last  # CFG: one doubled batch, cond rows first
-            logits = self.lm(inputs, cond if step == 1 else None, cache=cache)[:, :, -1].float()  # [B(x2), K, V]
-            if guided:
-                logits = classifier_free_guidance(logits, params.cfg_coef)  # [B, K, V]
-            tokens = sample_next_token(logits, params.use_sampling, params.temperature, params.top_k, params.top_p,
-                                       generator)  # [B, K]
-            current = sequence[..., step]
-            sequence[..., step] = torch.where(current == UNKNOWN, tokens, current)  # delay masking keeps specials
-        return revert_delay_pattern(sequence, config.delays)  # [B, K, T]

@@ -63,7 +63,7 @@ def test_sampling_settings_change_the_result(checkpoint):
     assert nucleus.shape == greedy.shape
 
 
-@pytest.mark.parametrize("duration", [0, -1.0, float("nan"), 31.0])
+@pytest.mark.parametrize("duration", [0, -1.0, float("nan"), float("inf")])
 def test_bad_durations_are_clear_errors(checkpoint, duration):
     _, ours = checkpoint
     with pytest.raises(ValueError, match="duration"):

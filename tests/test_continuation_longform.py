@@ -1,0 +1,108 @@
+"""Audio-prompt continuation (against transformers) and long-form generation in sliding windows."""
+
+import pytest
+import torch
+
+from inference import MusicGen
+from inference.audio_prompt import prepare_prompt
+from inference.generation import SamplingParams, generate_window, plan_windows
+from tests.musicgen_oracle import save_tiny_musicgen, word_tokenizer
+
+
+@pytest.fixture(scope="module", params=["mono", "stereo"])
+def checkpoint(request, tmp_path_factory):
+    oracle, folder = save_tiny_musicgen(tmp_path_factory.mktemp(request.param), stereo=request.param == "stereo")
+    return oracle, MusicGen.from_pretrained(folder, device="cpu")
+
+
+def _hf_continuation(oracle, prompt_wav, descriptions, num_frames, guidance_scale):
+    """transformers' greedy continuation: (codes [B, K, T], audio). Its max_new_tokens counts pattern steps."""
+    prompt_frames = prompt_wav.shape[-1] // 16
+    captured = []
+    decode = oracle.audio_encoder.decode
+
+    def capture(codes, *args, **kwargs):
+        captured.append(codes[0])
+        return decode(codes, *args, **kwargs)
+
+    oracle.audio_encoder.decode = capture
+    max_delay = oracle.decoder.num_codebooks // oracle.decoder.config.audio_channels - 1
+    inputs = word_tokenizer()(descriptions, return_tensors="pt", padding=True)
+    try:
+        with torch.no_grad():
+            audio = oracle.generate(**inputs, input_values=prompt_wav, do_sample=False, guidance_scale=guidance_scale,
+                                    max_new_tokens=num_frames - prompt_frames + max_delay)
+    finally:
+        oracle.audio_encoder.decode = decode
+    codes = captured[0] if len(captured) == 1 else torch.stack(captured, dim=2).flatten(1, 2)
+    return codes, audio
+
+
+@pytest.mark.parametrize("cfg", [1.0, 3.0], ids=["no-cfg", "cfg3"])
+def test_greedy_continuation_equals_transformers(checkpoint, cfg):
+    oracle, ours = checkpoint
+    torch.manual_seed(0)
+    channels = ours.audio_channels
+    prompt = torch.randn(2, channels, 160) * 0.3  # 0.2 s = 10 frames at 800 Hz
+    descriptions = ["lo-fi funk", "jazz song"]
+    want_codes, want_audio = _hf_continuation(oracle, prompt, descriptions, 24, cfg if cfg > 1 else None)
+    audio = ours.generate_continuation(prompt, 800, descriptions, duration=24 / 50, use_sampling=False, cfg_coef=cfg)
+    assert want_codes.shape[-1] == 24
+    assert audio.shape == want_audio.shape == (2, channels, 24 * 16)
+    assert (audio - want_audio).abs().max().item() < 1e-5
+    # the result starts with the prompt's own codes (its reconstruction), then the continuation
+    assert torch.equal(want_codes[..., :10], prepare_prompt(ours.codec, channels, prompt, 800))
+
+
+def test_continuation_resamples_and_mixes_the_prompt(checkpoint):
+    _, ours = checkpoint
+    stereo_prompt = torch.randn(2, 4000) * 0.2  # [C, N]: 0.25 s of stereo at 16 kHz
+    audio = ours.generate_continuation(stereo_prompt, 16_000, "jazz song", duration=0.5, seed=0)
+    assert audio.shape == (1, ours.audio_channels, 400)
+
+
+def test_continuation_errors(checkpoint):
+    _, ours = checkpoint
+    prompt = torch.randn(2, 1, 800)  # 1 s
+    with pytest.raises(ValueError, match="descriptions for 2 audio prompts"):
+        ours.generate_continuation(prompt, 800, ["a", "b", "c"], duration=2)
+    with pytest.raises(ValueError, match="shorter than the requested duration"):
+        ours.generate_continuation(prompt, 800, duration=0.5)
+
+
+def test_plan_windows():
+    assert plan_windows(0, 40, 50, 30) == [(0, 40)]
+    assert plan_windows(0, 115, 50, 30) == [(0, 50), (20, 50), (20, 50), (20, 25)]
+    assert plan_windows(10, 115, 50, 30) == [(10, 50), (20, 50), (20, 50), (20, 25)]  # 40 + 30 + 30 + 5 new
+    assert plan_windows(0, 1500 * 3, 1500, 900)[:2] == [(0, 1500), (600, 1500)]  # 30 s windows, 12 s re-read
+    with pytest.raises(ValueError):
+        plan_windows(0, 100, 50, 0)
+
+
+@pytest.fixture()
+def long_model(checkpoint):
+    _, ours = checkpoint
+    ours.max_duration, ours.extend_stride = 1.0, 0.6  # windows of 50 frames, 30 new frames per window
+    yield ours
+    ours.max_duration, ours.extend_stride = 30.0, 18.0
+
+
+def test_long_generation_has_the_exact_length_and_is_seeded(long_model):
+    steps = []
+    runs = [long_model.generate(["jazz song"], duration=2.3, seed=seed, top_k=20,
+                                callback=lambda done, total: steps.append((done, total))) for seed in (3, 3)]
+    assert runs[0].shape == (1, long_model.audio_channels, 115 * 16)
+    assert torch.equal(runs[0], runs[1])
+    max_delay = max(long_model.lm.config.delays)
+    assert steps[-1][0] == steps[-1][1] == (50 + max_delay) + 2 * (30 + max_delay) + (5 + max_delay)
+
+
+def test_windows_are_stitched_where_expected(long_model):
+    codes = long_model.generate_tokens(["lo-fi funk"], duration=2.3, use_sampling=False)
+    assert codes.shape[-1] == 115
+    first = long_model.generate_tokens(["lo-fi funk"], duration=1.0, use_sampling=False)
+    assert torch.equal(codes[..., :50], first)
+    # the second window continues the last 20 frames of the first, with positions starting again at 0
+    cond = long_model._condition(["lo-fi funk"], with_null=True)
+    second = generate_window(long_model.lm, cond, first[..., 30:], 50, SamplingParams(use_sampling=False))
+    assert torch.equal(codes[..., 50:80], second[..., 20:])
