@@ -103,3 +103,32 @@ def file_getter(source: str | os.PathLike):
         folder = Path(source)
         return lambda name: folder / name if (folder / name).is_file() else None
     return lambda name: hub_file(str(source), name, required=False)
+
+
+def _resolve_interpolations(node, root: dict):
+    if isinstance(node, dict):
+        return {k: _resolve_interpolations(v, root) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_interpolations(v, root) for v in node]
+    if isinstance(node, str) and (match := re.fullmatch(r"\$\{([\w.]+)\}", node)):
+        value = root
+        for part in match.group(1).split("."):
+            value = value[part]
+        return _resolve_interpolations(value, root)
+    return node
+
+
+def read_xp_cfg(xp_cfg: str | dict) -> dict:
+    """An audiocraft experiment config (the `xp.cfg` YAML stored in its exported checkpoints) as a dict.
+
+    Exports keep OmegaConf interpolations such as `channels: ${channels}` unresolved; they are resolved here.
+    """
+    import yaml
+
+    root = yaml.safe_load(xp_cfg) if isinstance(xp_cfg, str) else xp_cfg
+    if not isinstance(root, dict):
+        raise CheckpointError("the checkpoint's xp.cfg is not a YAML mapping")
+    try:
+        return _resolve_interpolations(root, root)
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"the checkpoint's xp.cfg has an unresolvable interpolation: {err}") from None

@@ -31,6 +31,7 @@ from encodec.hub import (
     looks_like_repo_id,
     read_hf_weights,
     read_json,
+    read_xp_cfg,
     torch_load,
 )
 from encodec.model import EncodecModel
@@ -148,24 +149,9 @@ def config_to_hf(config: EncodecConfig) -> dict:
     }
 
 
-def _resolve_interpolations(node, root: dict):
-    """Resolve OmegaConf-style `${a.b}` values (exported `xp.cfg` files keep them unresolved)."""
-    if isinstance(node, dict):
-        return {k: _resolve_interpolations(v, root) for k, v in node.items()}
-    if isinstance(node, str) and (match := re.fullmatch(r"\$\{([\w.]+)\}", node)):
-        value = root
-        for part in match.group(1).split("."):
-            value = value[part]
-        return _resolve_interpolations(value, root)
-    return node
-
-
 def config_from_audiocraft(xp_cfg: str | dict) -> EncodecConfig:
     """Our config from an audiocraft experiment config (the `xp.cfg` YAML in `compression_state_dict.bin`)."""
-    import yaml
-
-    root = yaml.safe_load(xp_cfg) if isinstance(xp_cfg, str) else xp_cfg
-    root = _resolve_interpolations(root, root)
+    root = read_xp_cfg(xp_cfg)
     seanet, rvq = dict(root["seanet"]), root["rvq"]
     encoder_only, decoder_only = seanet.pop("encoder", None) or {}, seanet.pop("decoder", None) or {}
     if encoder_only or decoder_only.get("final_activation") or seanet.get("disable_norm_outer_blocks", 0):

@@ -10,6 +10,10 @@ A transformers MusicGen checkpoint is one `config.json` with three sections and 
 | `decoder` (MusicgenDecoderConfig) | `decoder.*`, `enc_to_dec_proj.*` | our `MusicGenLM` (`build_lm_from_hf`) |
 
 Sizes are read from the checkpoint's own config, never from a preset.
+
+The audiocraft layout (`state_dict.bin` + `compression_state_dict.bin`, in the same Hub repos or a local
+folder) is read too: the LM is rebuilt from the `xp.cfg` YAML stored in `state_dict.bin`, the codec comes from
+`compression_state_dict.bin` (`load_encodec`), and T5 from the repo that `xp.cfg` names (`t5-base`).
 """
 
 import os
@@ -19,10 +23,20 @@ from pathlib import Path
 import torch
 
 from encodec import EncodecModel
-from encodec.hub import CheckpointError, file_getter, hub_file, looks_like_repo_id, read_hf_weights, read_json
-from encodec.loading import codec_from_hf
+from encodec.hub import (
+    CheckpointError,
+    file_getter,
+    hub_file,
+    looks_like_repo_id,
+    read_hf_weights,
+    read_json,
+    read_xp_cfg,
+    torch_load,
+)
+from encodec.loading import codec_from_hf, load_encodec
 from lm.conditioning import T5Conditioner
-from lm.loading import StateDictMismatchError, build_lm_from_hf
+from lm.config import lm_config_from_audiocraft
+from lm.loading import StateDictMismatchError, build_lm_from_audiocraft, build_lm_from_hf
 from lm.model import MusicGenLM
 
 # Short names accepted for the published models.
@@ -38,7 +52,7 @@ class MusicGenParts:
     lm: MusicGenLM
     codec: EncodecModel
     text: T5Conditioner
-    config: dict
+    max_duration: float = 30.0  # seconds the model was trained on (audiocraft `dataset.segment_duration`)
 
 
 def resolve_source(source: str | os.PathLike) -> str:
@@ -47,20 +61,30 @@ def resolve_source(source: str | os.PathLike) -> str:
 
 
 def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
-    """Read a transformers-layout MusicGen checkpoint (local folder or Hub repo id) into our modules.
+    """Read a MusicGen checkpoint (local folder, file or Hub repo id, either layout) into our modules.
 
     The LM is cast to `lm_dtype`; T5 and the codec stay in float32 (as audiocraft does on GPU).
     """
     source = resolve_source(source)
-    if Path(source).is_dir():
-        if not (Path(source) / "config.json").is_file():
-            raise CheckpointError(f"{source} holds no MusicGen checkpoint (no config.json)")
-        config = read_json(Path(source) / "config.json")
-    elif looks_like_repo_id(source):
-        config = read_json(hub_file(source, "config.json"))
-    else:
-        raise CheckpointError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
-                              f"name ({', '.join(SHORT_NAMES)})")
+    path = Path(source)
+    if path.is_file() and path.name == "state_dict.bin":
+        return _load_audiocraft(path, path.parent / "compression_state_dict.bin", device, lm_dtype)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return _load_transformers(source, read_json(path / "config.json"), device, lm_dtype)
+        if (path / "state_dict.bin").is_file():
+            return _load_audiocraft(path / "state_dict.bin", path / "compression_state_dict.bin", device, lm_dtype)
+        raise CheckpointError(f"{source} holds no MusicGen checkpoint (no config.json, no state_dict.bin)")
+    if looks_like_repo_id(source):
+        if (config := hub_file(source, "config.json", required=False)) is not None:
+            return _load_transformers(source, read_json(config), device, lm_dtype)
+        return _load_audiocraft(hub_file(source, "state_dict.bin"), hub_file(source, "compression_state_dict.bin"),
+                                device, lm_dtype)
+    raise CheckpointError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
+                          f"name ({', '.join(SHORT_NAMES)})")
+
+
+def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
     model_type = config.get("model_type")
     if model_type != "musicgen":
         raise CheckpointError(f"{source}: a {model_type!r} checkpoint; expected a MusicGen one (model_type "
@@ -73,7 +97,28 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
         lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype)
     except StateDictMismatchError as err:
         raise CheckpointError(f"{source} (decoder): {err}") from None
-    return MusicGenParts(lm, codec.fold_weight_norm().to(device).eval(), text.to(device), config)
+    return MusicGenParts(lm, codec.fold_weight_norm().to(device).eval(), text.to(device))
+
+
+def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
+    """audiocraft's exported files: {'best_state': LM state dict, 'xp.cfg': YAML} and the codec's file."""
+    package = torch_load(lm_file)
+    if not isinstance(package, dict) or "best_state" not in package or "xp.cfg" not in package:
+        raise CheckpointError(f"{lm_file} is not an audiocraft LM export (expected 'best_state' and 'xp.cfg')")
+    cfg, state = read_xp_cfg(package["xp.cfg"]), package["best_state"]
+    text_proj = state.get("condition_provider.conditioners.description.output_proj.weight")  # [D, D_text]
+    try:
+        config = lm_config_from_audiocraft(cfg, None if text_proj is None else text_proj.shape[1])
+        lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype)
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"{lm_file}: {err}") from None
+    t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")
+    if t5_name is None:
+        raise CheckpointError(f"{lm_file}: xp.cfg names no T5 text encoder (conditioners.description.t5.name)")
+    text = T5Conditioner(_t5_from_pretrained(t5_name), _tokenizer(t5_name))
+    codec = load_encodec(codec_file, device=device)
+    max_duration = float(cfg.get("dataset", {}).get("segment_duration") or 30.0)
+    return MusicGenParts(lm, codec, text.to(device), max_duration)
 
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -99,6 +144,16 @@ def _t5_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> to
     model.load_state_dict({k: state[k] for k in expected}, assign=True)
     model.encoder.embed_tokens.weight = model.shared.weight
     return model.float().eval()
+
+
+def _t5_from_pretrained(name: str) -> torch.nn.Module:
+    """The T5 encoder an audiocraft config names (e.g. "t5-base"), from the Hub cache or a local folder."""
+    from transformers import T5EncoderModel
+
+    try:
+        return T5EncoderModel.from_pretrained(name).float().eval()
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot load the T5 text encoder {name!r}: {err}") from None
 
 
 def _tokenizer(source: str):

@@ -61,7 +61,7 @@ class MusicGen:
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
         parts = load_musicgen_parts(source, device, dtype)
-        return cls(parts.lm, parts.codec, parts.text)
+        return cls(parts.lm, parts.codec, parts.text, max_duration=parts.max_duration)
 
     @property
     def sample_rate(self) -> int:

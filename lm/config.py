@@ -144,3 +144,42 @@ def _text_projection_dim(config: Mapping[str, Any], decoder: Mapping[str, Any], 
         return None
     text_dim = int(text.get("d_model", text.get("hidden_size", 0)))
     return text_dim if text_dim != dim else None
+
+
+def lm_config_from_audiocraft(cfg: Mapping[str, Any], cond_dim: int | None) -> LMConfig:
+    """Build an LMConfig from an audiocraft experiment config (`xp.cfg` of `state_dict.bin`, as a dict).
+
+    Args:
+        cfg: the resolved xp.cfg (`encodec.hub.read_xp_cfg`).
+        cond_dim: the text encoder width (read off the checkpoint's `output_proj` weight), or None.
+    Raises:
+        ValueError: for settings no released MusicGen uses (post-norm, biases, other patterns, ...).
+    """
+    lm = cfg["transformer_lm"]
+    pattern = cfg.get("codebooks_pattern", {})
+    expected = {"norm_first": True, "bias_ff": False, "bias_attn": False, "bias_proj": False, "activation": "gelu",
+                "positional_embedding": "sin", "layer_scale": None, "norm": "layer_norm", "kv_repeat": 1,
+                "qk_layer_norm": False}
+    unsupported = {k: lm.get(k, v) for k, v in expected.items() if lm.get(k, v) != v}
+    if pattern.get("modeling", "delay") != "delay":
+        unsupported["codebooks_pattern.modeling"] = pattern["modeling"]
+    if cfg.get("fuser", {}).get("prepend"):
+        unsupported["fuser.prepend"] = cfg["fuser"]["prepend"]  # melody models: not supported yet
+    if unsupported:
+        raise ValueError(f"unsupported audiocraft LM settings: {unsupported}")
+    num_codebooks = int(lm["n_q"])
+    delays = tuple(int(d) for d in pattern.get("delay", {}).get("delays", range(num_codebooks)))
+    dim = int(lm["dim"])
+    return LMConfig(
+        dim=dim,
+        num_layers=int(lm["num_layers"]),
+        num_heads=int(lm["num_heads"]),
+        ffn_dim=int(dim * lm.get("hidden_scale", 4)),
+        num_codebooks=num_codebooks,
+        card=int(lm["card"]),
+        delays=delays,
+        cross_attention=bool(cfg.get("fuser", {}).get("cross", [])),
+        cond_dim=cond_dim,
+        max_period=float(lm.get("max_period", 10_000.0)),
+        audio_channels=int(cfg.get("channels", 1)),
+    )

@@ -155,3 +155,76 @@ def build_lm_from_hf(
     _check_shapes(lm, converted)
     lm.load_state_dict(converted, strict=True, assign=True)
     return lm.to(device=device, dtype=dtype).eval()
+
+
+# audiocraft `LMModel` names (its exported `state_dict.bin`) -> ours. Attention weights are packed:
+# `in_proj_weight` [3D, D] holds the q, k and v projections as consecutive row blocks.
+_AUDIOCRAFT_LAYER_TABLE = {
+    "norm1": "self_attn_norm",
+    "norm_cross": "cross_attn_norm",
+    "norm2": "ffn_norm",
+    "linear1": "linear1",
+    "linear2": "linear2",
+    "self_attn.out_proj": "self_attn.out_proj",
+    "cross_attention.out_proj": "cross_attn.out_proj",
+}
+_AUDIOCRAFT_PACKED = {"self_attn.in_proj_weight": "self_attn", "cross_attention.in_proj_weight": "cross_attn"}
+_AUDIOCRAFT_TEXT_PROJ = "condition_provider.conditioners.description.output_proj."
+
+
+def convert_audiocraft_state_dict(state_dict: Mapping[str, torch.Tensor], config: LMConfig) -> dict[str, torch.Tensor]:
+    """Rename an audiocraft LM state dict to MusicGenLM names, splitting the packed q/k/v projections.
+
+    Raises:
+        StateDictMismatchError: naming every key that maps to nothing, and every model tensor left unset.
+    """
+    out: dict[str, torch.Tensor] = {}
+    unexpected = []
+    for name, tensor in state_dict.items():
+        ours = _audiocraft_name(name)
+        if ours is None:
+            unexpected.append(name)
+        elif isinstance(ours, tuple):  # packed attention: rows [q; k; v]
+            q, k, v = tensor.chunk(3, dim=0)  # [D, D] each
+            out |= {f"{ours[0]}.q_proj.weight": q, f"{ours[0]}.k_proj.weight": k, f"{ours[0]}.v_proj.weight": v}
+        else:
+            out[ours] = tensor
+    expected = set(hf_key_table(config).values())
+    missing = sorted(expected - set(out))
+    unexpected += sorted(set(out) - expected)
+    if missing or unexpected:
+        raise StateDictMismatchError(f"checkpoint does not fit the LM config; missing: {missing}; "
+                                     f"unexpected: {sorted(unexpected)}")
+    return out
+
+
+def _audiocraft_name(name: str) -> str | tuple[str] | None:
+    """Our name for one audiocraft key; a 1-tuple (prefix) for a packed q/k/v weight; None if unknown."""
+    parts = name.split(".")
+    if parts[0] == "emb" and len(parts) == 3:
+        return f"embeddings.{parts[1]}.weight"
+    if parts[0] == "linears" and len(parts) == 3:
+        return f"heads.{parts[1]}.weight"
+    if parts[0] == "out_norm":
+        return name
+    if name.startswith(_AUDIOCRAFT_TEXT_PROJ):
+        return "cond_proj." + name[len(_AUDIOCRAFT_TEXT_PROJ):]
+    if name.startswith("transformer.layers.") and len(parts) >= 5:
+        layer, rest = ".".join(parts[:3]), ".".join(parts[3:])
+        if rest in _AUDIOCRAFT_PACKED:
+            return (f"{layer}.{_AUDIOCRAFT_PACKED[rest]}",)
+        module, _, param = rest.rpartition(".")
+        if module in _AUDIOCRAFT_LAYER_TABLE:
+            return f"{layer}.{_AUDIOCRAFT_LAYER_TABLE[module]}.{param}"
+    return None
+
+
+def build_lm_from_audiocraft(config: LMConfig, state_dict: Mapping[str, torch.Tensor],
+                             device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> MusicGenLM:
+    """Build a MusicGenLM from an audiocraft LM state dict (see `lm_config_from_audiocraft` for the config)."""
+    with torch.device("meta"):
+        lm = MusicGenLM(config)
+    converted = convert_audiocraft_state_dict(state_dict, config)
+    _check_shapes(lm, converted)
+    lm.load_state_dict(converted, strict=True, assign=True)
+    return lm.to(device=device, dtype=dtype).eval()

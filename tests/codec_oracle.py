@@ -54,28 +54,25 @@ def legacy_weight_norm_names(state: dict) -> dict:
     return out
 
 
-def to_audiocraft_names(state: dict) -> dict:
+def to_audiocraft_names(state: dict, num_ratios: int = 4) -> dict:
     """Inverse of the HF conversion: transformers EncodecModel names -> audiocraft/encodec names."""
+    # decoder layout for one residual layer: conv, lstm, (elu, convtr, res) x num_ratios, elu, conv
+    convtr_indices = {str(3 + 3 * i) for i in range(num_ratios)}
     out = {}
     for key, value in legacy_weight_norm_names(state).items():
         key = re.sub(r"^quantizer\.layers\.(\d+)\.codebook\.", r"quantizer.vq.layers.\1._codebook.", key)
         side, _, rest = key.partition(".layers.")
         if side in ("encoder", "decoder"):
             index, _, rest = rest.partition(".")
-            transposed = side == "decoder" and ".block." not in rest and ".shortcut." not in rest
-            rest = re.sub(r"^conv\.", "convtr.convtr." if transposed and _is_convtr(index) else "conv.conv.", rest)
+            transposed = side == "decoder" and index in convtr_indices
+            rest = re.sub(r"^conv\.", "convtr.convtr." if transposed else "conv.conv.", rest)
             rest = re.sub(r"^(block\.\d+|shortcut)\.conv\.", r"\1.conv.conv.", rest)
             key = f"{side}.model.{index}.{rest}"
         out[key] = value
     return out
 
 
-def _is_convtr(index: str) -> bool:
-    # decoder layout for 4 ratios and 1 residual layer: conv, lstm, (elu, convtr, res) x 4, elu, conv
-    return index in {"3", "6", "9", "12"}
-
-
-def audiocraft_xp_cfg(hf_config: dict) -> str:
+def audiocraft_xp_cfg(hf_config: dict, n_q: int = 4) -> str:
     """An audiocraft experiment config (as exported in `xp.cfg`) for the same architecture, with the
     unresolved `${...}` interpolations that real exports keep."""
     cfg = {
@@ -89,20 +86,21 @@ def audiocraft_xp_cfg(hf_config: dict) -> str:
                    "activation_params": {"alpha": 1.0}, "norm": "weight_norm", "norm_params": {},
                    "kernel_size": 7, "residual_kernel_size": 3, "last_kernel_size": 7, "dilation_base": 2,
                    "pad_mode": hf_config.get("pad_mode", "reflect"),
-                   "true_skip": not hf_config["use_conv_shortcut"], "compress": 2, "lstm": 2,
+                   "true_skip": not hf_config["use_conv_shortcut"], "compress": 2,
+                   "lstm": hf_config.get("num_lstm_layers", 2),
                    "disable_norm_outer_blocks": 0,
                    "decoder": {"trim_right_ratio": 1.0, "final_activation": None, "final_activation_params": None},
                    "encoder": {}},
-        "rvq": {"n_q": 4, "q_dropout": False, "bins": hf_config["codebook_size"], "decay": 0.99,
+        "rvq": {"n_q": n_q, "q_dropout": False, "bins": hf_config["codebook_size"], "decay": 0.99,
                 "kmeans_init": True, "kmeans_iters": 50, "threshold_ema_dead_code": 2},
     }
     return yaml.safe_dump(cfg)
 
 
 def save_audiocraft(model: transformers.EncodecModel, hf_config: dict, path: Path) -> Path:
-    state = to_audiocraft_names(model.state_dict())
-    torch.save({"best_state": state, "xp.cfg": audiocraft_xp_cfg(hf_config), "version": "1.0", "exported": True},
-               path)
+    state = to_audiocraft_names(model.state_dict(), len(hf_config["upsampling_ratios"]))
+    xp_cfg = audiocraft_xp_cfg(hf_config, n_q=len(model.quantizer.layers))
+    torch.save({"best_state": state, "xp.cfg": xp_cfg, "version": "1.0", "exported": True}, path)
     return path
 
 
