@@ -47,7 +47,8 @@ def generate_window(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, nu
 
     Args:
         lm: the language model.
-        cond: [B, L, D] projected condition, or [2B, L, D] (conditional rows, then null rows) for CFG.
+        cond: [B, L, D] projected condition, or [2B, L, D] (conditional rows, then null rows) for CFG;
+            cross-attended, or prepended on the first pass for models without cross-attention (melody).
         prompt: [B, K, T_prompt] known codes.
         num_frames: T, frames of the result, prompt included (T > T_prompt).
         params: sampling settings; CFG is applied when cond has 2B rows.
@@ -62,7 +63,8 @@ def generate_window(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, nu
     codes[..., :T_prompt] = prompt
     sequence = build_delay_pattern(codes, delays, special)  # [B, K, S]
     guided = cond.shape[0] == 2 * B
-    cache = lm.new_cache(cond.shape[0], sequence.shape[-1])
+    prefix = 0 if lm.config.cross_attention else cond.shape[1]  # melody models prepend the condition
+    cache = lm.new_cache(cond.shape[0], prefix + sequence.shape[-1])
     start = T_prompt + 1  # the first step holding an unknown frame of codebook 0 (delays[0] == 0)
     fed = 0
     for step in range(start, sequence.shape[-1]):

@@ -86,9 +86,9 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
 
 def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
     model_type = config.get("model_type")
-    if model_type != "musicgen":
+    if model_type not in ("musicgen", "musicgen_melody"):
         raise CheckpointError(f"{source}: a {model_type!r} checkpoint; expected a MusicGen one (model_type "
-                              "'musicgen'; melody models are not supported yet)")
+                              "'musicgen' or 'musicgen_melody')")
     state = read_hf_weights(file_getter(source))
     codec = codec_from_hf(config["audio_encoder"], _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
     text = T5Conditioner(_t5_from_hf(config["text_encoder"], _strip(state, "text_encoder."), source),

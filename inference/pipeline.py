@@ -15,9 +15,10 @@ import torch
 from tqdm.auto import tqdm
 
 from encodec import EncodecModel
-from inference.audio_prompt import prepare_prompt
+from inference.audio_prompt import prepare_prompt, resample
 from inference.generation import SamplingParams, generate_long, plan_windows, window_steps
 from inference.loading import load_musicgen_parts
+from lm.chroma import ChromaExtractor, null_chroma
 from lm.conditioning import T5Conditioner
 from lm.model import MusicGenLM
 
@@ -112,6 +113,40 @@ class MusicGen:
         params = SamplingParams(use_sampling, top_k, top_p, temperature, cfg_coef)
         return self._generate(descriptions, prompt, self._num_frames(duration), params, seed, progress, callback)
 
+    def generate_with_chroma(self, descriptions: list[str | None] | str, melody_wavs: torch.Tensor | list,
+                             melody_sample_rate: int, duration: float = 10.0, seed: int | None = None,
+                             use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
+                             temperature: float = 1.0, cfg_coef: float = 3.0, progress: bool = False,
+                             callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Generate music that follows a melody (melody models only). Returns audio [B, C, N].
+
+        The melody's chromagram (its loudest pitch class per 128 ms frame) is prepended to the text condition.
+        Unlike audiocraft we do not separate the drums and bass out first (demucs): the chroma is computed on
+        the whole mix, which works best for melodic recordings.
+
+        Args:
+            descriptions: one text per melody (None for none).
+            melody_wavs: [B, C, N] or [C, N] audio, or a list of [C, N] tensors / None (no melody for that item).
+            melody_sample_rate: their sample rate (resampled to the model's).
+            Other arguments as `generate`; the duration is limited to one window (`max_duration`).
+        """
+        if self.lm.config.num_chroma is None:
+            raise ValueError("this model is not a melody model: it cannot follow a melody")
+        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+        if isinstance(melody_wavs, torch.Tensor):
+            melody_wavs = list(melody_wavs[None] if melody_wavs.dim() == 2 else melody_wavs)
+        if len(melody_wavs) != len(descriptions):
+            raise ValueError(f"got {len(melody_wavs)} melodies for {len(descriptions)} descriptions")
+        num_frames = self._num_frames(duration)
+        if num_frames > self.max_duration * self.frame_rate + 1e-6:
+            raise ValueError(f"melody conditioning covers one window: duration must be <= {self.max_duration} s")
+        chroma = [self._chroma(wav, melody_sample_rate) for wav in melody_wavs]
+        prompt = torch.zeros(len(descriptions), self.lm.config.num_codebooks, 0, dtype=torch.long,
+                             device=self.device)
+        params = SamplingParams(use_sampling, top_k, top_p, temperature, cfg_coef)
+        codes = self._generate(descriptions, prompt, num_frames, params, seed, progress, callback, chroma)
+        return self.decode(codes)
+
     def generate_continuation(self, prompt_wav: torch.Tensor, prompt_sample_rate: int,
                               descriptions: list[str | None] | str | None = None, duration: float = 10.0,
                               seed: int | None = None, use_sampling: bool = True, top_k: int = 250,
@@ -159,14 +194,15 @@ class MusicGen:
 
     def _generate(self, descriptions: list[str | None], prompt: torch.Tensor, num_frames: int,
                   params: SamplingParams, seed: int | None, progress: bool,
-                  callback: Callable[[int, int], None] | None) -> torch.Tensor:
+                  callback: Callable[[int, int], None] | None,
+                  chroma: list[torch.Tensor | None] | None = None) -> torch.Tensor:
         window = math.floor(self.max_duration * self.frame_rate + 1e-6)
         stride = math.floor(self.extend_stride * self.frame_rate + 1e-6)
         max_delay = max(self.lm.config.delays)
         total = sum(window_steps(p, t, max_delay) for p, t in plan_windows(prompt.shape[-1], num_frames, window,
                                                                            stride))
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
-        cond = self._condition(descriptions, with_null=params.cfg_coef > 1.0)
+        cond = self._condition(descriptions, with_null=params.cfg_coef > 1.0, chroma=chroma)
         bar = tqdm(total=total, desc="generating", unit="step", disable=not progress)
         done = 0
 
@@ -183,11 +219,39 @@ class MusicGen:
             bar.close()
 
     @torch.no_grad()
-    def _condition(self, descriptions: list[str | None], with_null: bool) -> torch.Tensor:
-        """Projected text condition [B, L, D], followed by B null conditions (all zeros) for CFG."""
+    def _condition(self, descriptions: list[str | None], with_null: bool,
+                   chroma: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """The LM's condition for each description, followed by B null conditions for CFG.
+
+        Text models: projected text [B(x2), L, D] for cross-attention (the null condition is all zeros).
+        Melody models: the prefix [chroma, text] [B(x2), 235 + L, D]; the null condition is the null melody
+        (pitch class 0) and zero text. `chroma`: one [F, 12] one-hot tensor or None per description.
+        """
         states, mask = self.text(descriptions)  # [B, L, D_text], [B, L]
         param = self.lm.out_norm.weight
-        cond = self.lm.project_condition(states.to(param.dtype), mask)  # [B, L, D]
-        if with_null:
-            cond = torch.cat([cond, torch.zeros_like(cond)], dim=0)  # [2B, L, D]
-        return cond
+        text = self.lm.project_condition(states.to(param.dtype), mask)  # [B, L, D]
+        if self.lm.config.num_chroma is None:
+            return torch.cat([text, torch.zeros_like(text)]) if with_null else text  # [B(x2), L, D]
+        chroma = chroma or [None] * len(descriptions)
+        melody = [self._null_chroma() if c is None else c for c in chroma]
+        frames = self.lm.config.chroma_length  # each melody tiled (or cut) to 235 frames on its own
+        melody = torch.stack([c.repeat(-(-frames // c.shape[0]), 1)[:frames] for c in melody])  # [B, 235, 12]
+        cond = self.lm.melody_condition(melody.to(param.dtype), text)  # [B, 235 + L, D]
+        if not with_null:
+            return cond
+        null = self._null_chroma()[None].expand(len(descriptions), -1, -1).to(param.dtype)
+        return torch.cat([cond, self.lm.melody_condition(null, torch.zeros_like(text))])  # [2B, 235 + L, D]
+
+    def _null_chroma(self) -> torch.Tensor:
+        return null_chroma(1, self.lm.config.num_chroma, self.device)[0]  # [1, 12]
+
+    @torch.no_grad()
+    def _chroma(self, wav: torch.Tensor | None, sample_rate: int) -> torch.Tensor | None:
+        """One-hot chroma [F, 12] of a melody [C, N] (resampled to the model's rate, mixed to mono)."""
+        if wav is None:
+            return None
+        if wav.dim() != 2 or wav.shape[-1] == 0:
+            raise ValueError(f"a melody must be a [C, N] waveform with N > 0, got {list(wav.shape)}")
+        wav = resample(wav.float().to(self.device), sample_rate, self.sample_rate)
+        extractor = ChromaExtractor(self.sample_rate, n_chroma=self.lm.config.num_chroma).to(self.device)
+        return extractor(wav[None])[0]  # [F, 12]

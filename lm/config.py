@@ -25,12 +25,15 @@ class LMConfig:
         num_codebooks: K, codec codebooks modelled in parallel (4 mono, 8 stereo).
         card: V, codes per codebook (2048). Index `card` is the special token (start / delay padding).
         delays: delay of each codebook in the interleaving pattern, one per codebook.
-        cross_attention: whether each layer cross-attends to the conditioning (False for melody models).
+        cross_attention: whether each layer cross-attends to the conditioning. False for melody models,
+            which prepend the conditioning to the token sequence instead.
         cond_dim: width of the text encoder output projected to `dim` (768 for T5-base); None means the
             conditioning already has width `dim` and no projection exists.
         max_period: max period of the sinusoidal positional embedding.
         norm_eps: LayerNorm epsilon (PyTorch's default 1e-5, as audiocraft and transformers use).
         audio_channels: 1 for mono, 2 for stereo (codebooks interleaved [q0_L, q0_R, q1_L, ...]).
+        num_chroma: chroma bins of the melody condition (12), None for text-only models.
+        chroma_length: chroma frames prepended by melody models (235 = 30 s at hop 4096 and 32 kHz).
     """
 
     dim: int = 1024
@@ -45,6 +48,8 @@ class LMConfig:
     max_period: float = 10_000.0
     norm_eps: float = 1e-5
     audio_channels: int = 1
+    num_chroma: int | None = None
+    chroma_length: int = 235
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads != 0:
@@ -109,8 +114,7 @@ def lm_config_from_hf(config: Mapping[str, Any]) -> LMConfig:
     Returns:
         the LMConfig with every size read from the checkpoint's own config.
     """
-    if config.get("model_type") == "musicgen_melody":
-        raise NotImplementedError("musicgen-melody (prepended chroma conditioning) is not supported yet")
+    melody = config.get("model_type") == "musicgen_melody"
     decoder = config.get("decoder", config)
     if decoder.get("activation_function", "gelu") != "gelu":
         raise ValueError(f"unsupported activation {decoder['activation_function']!r}; MusicGen uses gelu")
@@ -127,9 +131,11 @@ def lm_config_from_hf(config: Mapping[str, Any]) -> LMConfig:
         num_codebooks=num_codebooks,
         card=int(decoder["vocab_size"]),
         delays=delays,
-        cross_attention=True,
+        cross_attention=not melody,  # melody models prepend [chroma, text] to the sequence instead
         cond_dim=_text_projection_dim(config, decoder, dim),
         audio_channels=audio_channels,
+        num_chroma=int(config.get("num_chroma", 12)) if melody else None,
+        chroma_length=int(config.get("chroma_length", 235)),
     )
 
 

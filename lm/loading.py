@@ -73,6 +73,9 @@ def hf_key_table(config: LMConfig, causal_lm: bool = False) -> dict[str, str]:
     if config.cond_dim is not None and not causal_lm:
         table["enc_to_dec_proj.weight"] = "cond_proj.weight"
         table["enc_to_dec_proj.bias"] = "cond_proj.bias"
+    if config.num_chroma is not None and not causal_lm:
+        table["audio_enc_to_dec_proj.weight"] = "chroma_proj.weight"
+        table["audio_enc_to_dec_proj.bias"] = "chroma_proj.bias"
     return table
 
 

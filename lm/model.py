@@ -26,6 +26,8 @@ class MusicGenLM(nn.Module):
         super().__init__()
         self.config = config
         self.cond_proj = nn.Linear(config.cond_dim, config.dim) if config.cond_dim is not None else None
+        # melody models: one-hot chroma frames [B, F, 12] -> [B, F, D] (transformers' audio_enc_to_dec_proj)
+        self.chroma_proj = nn.Linear(config.num_chroma, config.dim) if config.num_chroma is not None else None
         self.embeddings = nn.ModuleList(
             [nn.Embedding(config.card + 1, config.dim) for _ in range(config.num_codebooks)]
         )
@@ -69,19 +71,39 @@ class MusicGenLM(nn.Module):
 
         Args:
             codes: [B, K, S] delayed token sequence, values in [0, card] (card = special token).
-            cond: [B, L, D] projected condition (`project_condition`); may be None once a cache holds the
-                cross-attention keys/values, or for a model without cross-attention.
+            cond: [B, L, D] projected condition (`project_condition`, `melody_condition`). With cross-attention
+                it may be None once a cache holds its keys/values. Without cross-attention (melody models) it
+                is prepended to the sequence: pass it on the first call only (positions count it too).
             cond_mask: optional [B, L] key mask for cross-attention. None (the default) is audiocraft's
                 behaviour: padded text is zero vectors but still attended. transformers masks the padding,
                 so logits differ from transformers whenever a batch mixes text lengths.
             cache: decoding state; the S new steps are appended after `cache.offset` steps.
         Returns:
-            logits [B, K, S, V].
+            logits [B, K, S, V] for the S token steps (never for prepended positions).
         """
         B, K, S = codes.shape
         if self.config.num_codebooks != K:
             raise ValueError(f"codes have {K} codebooks, the model has {self.config.num_codebooks}")
         x = sum(emb(codes[:, k]) for k, emb in enumerate(self.embeddings))  # [B, S, D]
-        x = self.transformer(x, cond, cond_mask, cache)  # [B, S, D]
-        x = self.out_norm(x)
+        if not self.config.cross_attention and cond is not None:
+            x = torch.cat([cond.to(x.dtype), x], dim=1)  # prepend conditioning: [B, L + S, D]
+            cond = None
+        x = self.transformer(x, cond, cond_mask, cache)  # [B, L + S, D]
+        x = self.out_norm(x[:, -S:])  # [B, S, D]
         return torch.stack([head(x) for head in self.heads], dim=1)  # [B, K, S, V]
+
+    def melody_condition(self, chroma: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The prefix of a melody model: [projected chroma, projected text] (audiocraft's prepend fuser order).
+
+        The chroma is tiled or cut to `chroma_length` frames (a short melody repeats, as in transformers).
+
+        Args:
+            chroma: [B, F, num_chroma] one-hot chroma frames (the null melody is bin 0 everywhere).
+            text: [B, L, D] projected text (`project_condition`), zeros for the null condition.
+        Returns:
+            cond [B, chroma_length + L, D] to pass to `forward`.
+        """
+        length = self.config.chroma_length
+        repeats = -(-length // chroma.shape[1])  # ceil
+        chroma = self.chroma_proj(chroma.to(text.dtype)).repeat(1, repeats, 1)[:, :length]  # [B, chroma_length, D]
+        return torch.cat([chroma, text], dim=1)  # [B, chroma_length + L, D]

@@ -59,8 +59,12 @@ def test_config_is_frozen_and_validated():
         TINY.dim = 8
     with pytest.raises(ValueError):
         LMConfig(num_codebooks=4, delays=(0, 1))
-    with pytest.raises(NotImplementedError):
-        lm_config_from_hf({**SMALL_CONFIG_JSON, "model_type": "musicgen_melody"})
+
+
+def test_melody_config_prepends_instead_of_cross_attending():
+    config = lm_config_from_hf({**SMALL_CONFIG_JSON, "model_type": "musicgen_melody", "num_chroma": 12,
+                                "chroma_length": 235})
+    assert (config.cross_attention, config.num_chroma, config.chroma_length) == (False, 12, 235)
 
 
 def _hf_state_dict(config: LMConfig) -> dict[str, torch.Tensor]:
