@@ -15,7 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from encodec import EncodecModel
-from inference.audio_prompt import prepare_prompt, resample
+from inference.audio import resample
+from inference.audio_prompt import prepare_prompt
 from inference.generation import SamplingParams, generate_long, plan_windows, window_steps
 from inference.loading import load_musicgen_parts
 from lm.chroma import ChromaExtractor, null_chroma

@@ -80,3 +80,33 @@ def hf_generate_codes(model, descriptions: list[str], num_frames: int, guidance_
         left, right = codes
         codes = [torch.stack([left, right], dim=2).flatten(1, 2)]
     return codes[0], audio
+
+
+def tiny_melody_musicgen(chroma_length: int = 20) -> transformers.MusicgenMelodyForConditionalGeneration:
+    """A tiny random melody model (no cross-attention; [chroma, text] prepended), like `tiny_musicgen`."""
+    text = transformers.T5Config(vocab_size=len(WORDS) + 3, d_model=24, d_kv=6, d_ff=37, num_layers=2, num_heads=4)
+    audio = transformers.EncodecConfig(
+        sampling_rate=800, num_filters=4, upsampling_ratios=[4, 4], hidden_size=8, codebook_size=CARD,
+        num_lstm_layers=1, target_bandwidths=[1.2], use_causal_conv=False, use_conv_shortcut=False)
+    decoder = transformers.MusicgenMelodyDecoderConfig(
+        vocab_size=CARD, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=64, num_codebooks=4,
+        max_position_embeddings=256, pad_token_id=CARD, bos_token_id=CARD)
+    config = transformers.MusicgenMelodyConfig(text_encoder=text, audio_encoder=audio, decoder=decoder,
+                                               num_chroma=12, chroma_length=chroma_length)
+    torch.manual_seed(0)
+    model = transformers.MusicgenMelodyForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for head in model.decoder.lm_heads:
+            head.weight.mul_(10)
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+    model.generation_config.decoder_start_token_id = CARD
+    model.generation_config.pad_token_id = CARD
+    return model
+
+
+def save_tiny_melody_musicgen(folder: Path, chroma_length: int = 20) -> tuple[transformers.PreTrainedModel, Path]:
+    model = tiny_melody_musicgen(chroma_length)
+    model.save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    return model, folder

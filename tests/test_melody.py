@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-import transformers
 from transformers.audio_utils import chroma_filter_bank as hf_chroma_filter_bank
 
 from inference import MusicGen
 from lm.chroma import ChromaExtractor, chroma_filter_bank, chroma_frames
-from tests.musicgen_oracle import CARD, WORDS, word_tokenizer
+from tests.musicgen_oracle import CARD, save_tiny_melody_musicgen, word_tokenizer
 
 CHROMA_LENGTH = 20  # the published models use 235 (30 s); a short prefix keeps the test fast
 
@@ -36,34 +35,10 @@ def test_thirty_seconds_give_235_frames():
     assert ChromaExtractor()(torch.zeros(1, 1, 1000)).shape == (1, 5, 12)
 
 
-def tiny_melody_musicgen() -> transformers.MusicgenMelodyForConditionalGeneration:
-    text = transformers.T5Config(vocab_size=len(WORDS) + 3, d_model=24, d_kv=6, d_ff=37, num_layers=2, num_heads=4)
-    audio = transformers.EncodecConfig(
-        sampling_rate=800, num_filters=4, upsampling_ratios=[4, 4], hidden_size=8, codebook_size=CARD,
-        num_lstm_layers=1, target_bandwidths=[1.2], use_causal_conv=False, use_conv_shortcut=False)
-    decoder = transformers.MusicgenMelodyDecoderConfig(
-        vocab_size=CARD, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=64, num_codebooks=4,
-        max_position_embeddings=256, pad_token_id=CARD, bos_token_id=CARD)
-    config = transformers.MusicgenMelodyConfig(text_encoder=text, audio_encoder=audio, decoder=decoder,
-                                               num_chroma=12, chroma_length=CHROMA_LENGTH)
-    torch.manual_seed(0)
-    model = transformers.MusicgenMelodyForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for head in model.decoder.lm_heads:
-            head.weight.mul_(10)
-        for layer in model.audio_encoder.quantizer.layers:
-            layer.codebook.embed.normal_()
-    model.generation_config.decoder_start_token_id = CARD
-    model.generation_config.pad_token_id = CARD
-    return model
-
-
 @pytest.fixture(scope="module")
 def melody(tmp_path_factory):
     folder = tmp_path_factory.mktemp("melody")
-    oracle = tiny_melody_musicgen()
-    oracle.save_pretrained(folder)
-    word_tokenizer().save_pretrained(folder)
+    oracle, folder = save_tiny_melody_musicgen(folder, CHROMA_LENGTH)
     return oracle, MusicGen.from_pretrained(folder, device="cpu")
 
 

@@ -1,0 +1,386 @@
+"""Generate music from text with MusicGen: the command line.
+
+    python generate.py "An uplifting jazz song that makes your head shake" --duration 10 --output out.wav
+    python generate.py "lo-fi funk" "80s pop" --model medium --seed 42 --output songs/
+    python generate.py "" --duration 5                                 # unconditional
+    python generate.py "jazz piano" --prompt-audio intro.wav --duration 20   # continue a piece
+
+Every clip is written next to a JSON sidecar holding its prompt, model, seed and every setting, so that
+any result can be generated again. `python generate.py --help` lists the options.
+"""
+
+import argparse
+import json
+import math
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_MODEL = "facebook/musicgen-small"
+DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`), once it exists
+MAX_DURATION = 3600.0  # seconds; longer requests are almost certainly typos
+MAX_MESSAGE = 400  # characters of an error message shown
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+class CliError(Exception):
+    """A mistake in the command line or its inputs, reported as one line without a traceback."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one run (recorded in every sidecar)."""
+
+    model: str
+    device: str
+    dtype: str
+    duration: float
+    seed: int
+    seed_was_random: bool
+    use_sampling: bool
+    top_k: int
+    top_p: float
+    temperature: float
+    cfg_coef: float
+    normalize: str
+    target_lufs: float
+    peak_db: float
+    prompt_audio: str | None
+    melody: str | None = None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(description="Generate music from text prompts with MusicGen.")
+    parser.add_argument("prompts", nargs="*", metavar="PROMPT",
+                        help='text descriptions, one clip each, generated as one batch ("" = unconditional)')
+    parser.add_argument("--prompts-file", type=Path, metavar="FILE",
+                        help="a text file with one prompt per line (blank lines skipped)")
+    parser.add_argument("--model", metavar="NAME|REPO|FOLDER",
+                        help="short name (small, medium, large, melody, stereo-small, ...), Hugging Face repo id, "
+                             f"local folder, or 'demo' (default: {DEFAULT_MODEL})")
+    parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
+                        help="seconds of audio per clip (default: 10)")
+    parser.add_argument("--output", default="out.wav", metavar="PATH",
+                        help="a .wav or .flac file (several prompts: PATH_1.wav, PATH_2.wav, ...) or an existing "
+                             "folder ending in '/' (default: out.wav)")
+    parser.add_argument("--format", choices=("wav", "flac"), help="format of the files written into a folder "
+                                                                  "(default: wav)")
+    parser.add_argument("--seed", type=int, help="random seed (default: a random one, printed and recorded)")
+    parser.add_argument("--top-k", type=int, default=250, metavar="K",
+                        help="sample among the K likeliest tokens; 0 keeps all (default: 250)")
+    parser.add_argument("--top-p", type=float, default=0.0, metavar="P",
+                        help="nucleus sampling probability mass; 0 turns it off (default: 0)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default: 1)")
+    parser.add_argument("--cfg", type=float, default=3.0, metavar="COEF",
+                        help="classifier-free guidance strength; 1 turns it off (default: 3)")
+    parser.add_argument("--greedy", action="store_true", help="always take the likeliest token (no sampling)")
+    parser.add_argument("--prompt-audio", type=Path, metavar="FILE",
+                        help="an audio file to continue; --duration counts it")
+    parser.add_argument("--melody", type=Path, metavar="FILE",
+                        help="an audio file whose melody (chromagram) to follow; melody models only")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA when available (default: auto)")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto",
+                        help="the LM's dtype; auto: float16 on CUDA, float32 on CPU. T5 and the codec stay float32")
+    parser.add_argument("--normalize", choices=("loudness", "peak", "none"), default="loudness",
+                        help="loudness: to --lufs with the true peak kept under -1 dBFS; peak: true peak to -1 dBFS "
+                             "(default: loudness)")
+    parser.add_argument("--lufs", type=float, default=-14.0, help="loudness target (default: -14)")
+    parser.add_argument("--spectrogram", action="store_true", help="also draw a log-mel spectrogram PNG per clip")
+    return parser
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_intermixed_args(argv)
+    except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
+        return int(done.code or 0)
+    try:
+        return run(args, argv if argv is not None else sys.argv[1:])
+    except CliError as err:
+        return fail(str(err))
+    except (ValueError, OSError) as err:  # CheckpointError, StateDictMismatchError, AudioFileError, I/O errors
+        return fail(str(err) or type(err).__name__)
+    except KeyboardInterrupt:
+        return fail("interrupted", code=130)
+
+
+def fail(message: str, code: int = 1) -> int:
+    """Report an error as one line on stderr (long ones, like lists of mismatched tensors, cut short)."""
+    message = " ".join(message.split())
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]} ... ({len(message) - MAX_MESSAGE} more characters)"
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    # Everything that can be checked without the model is checked first: a typo should not cost a download.
+    prompts = read_prompts(args.prompts, args.prompts_file)
+    check_numbers(args)
+    device, dtype = resolve_device(args.device, args.dtype)
+    prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
+    melody = check_melody(args.melody, args.model or DEFAULT_MODEL, prompt_audio) if args.melody else None
+    outputs = plan_outputs(args.output, args.format, prompts)
+    from inference.loading import resolve_source
+
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    settings = Settings(
+        model=resolve_source(args.model or DEFAULT_MODEL), device=device, dtype=dtype, duration=args.duration,
+        seed=seed, seed_was_random=args.seed is None, use_sampling=not args.greedy, top_k=args.top_k,
+        top_p=args.top_p, temperature=args.temperature, cfg_coef=args.cfg, normalize=args.normalize,
+        target_lufs=args.lufs, peak_db=-1.0, prompt_audio=str(args.prompt_audio) if args.prompt_audio else None,
+        melody=str(args.melody) if args.melody else None)
+    print_settings(settings, prompts, outputs)
+
+    started = time.perf_counter()
+    mg = load_model(args.model, device, dtype)
+    load_seconds = time.perf_counter() - started
+    layout = "stereo" if mg.audio_channels == 2 else "mono"
+    print(f"loaded {settings.model} in {load_seconds:.1f} s ({mg.sample_rate} Hz, {layout})")
+
+    import torch
+
+    started = time.perf_counter()
+    try:
+        wav = generate(mg, prompts, prompt_audio, melody, settings)  # [B, C, N]
+    except torch.OutOfMemoryError:
+        raise CliError("out of GPU memory: try a shorter --duration, fewer prompts, or a smaller --model") from None
+    seconds = time.perf_counter() - started
+    clip_seconds = wav.shape[-1] / mg.sample_rate
+    rtf = seconds / clip_seconds
+    run_record = {**asdict(settings), "sample_rate": mg.sample_rate, "channels": wav.shape[1],
+                  "audio_seconds": clip_seconds, "seconds_taken": {"load": load_seconds, "generate": seconds},
+                  "real_time_factor": rtf, "torch": torch.__version__,
+                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "command": ["generate.py", *argv]}
+    for i, (prompt, path) in enumerate(zip(prompts, outputs, strict=True)):
+        record = {"prompt": prompt, "unconditional": prompt == "", "index": i + 1, "batch_size": len(prompts),
+                  **run_record}
+        save_clip(path, wav[i].cpu(), mg.sample_rate, settings, record, args.spectrogram)
+    print(f"generated {len(prompts)} x {clip_seconds:.2f} s of audio in {seconds:.1f} s: real-time factor "
+          f"{rtf:.2f} (seconds of compute per second of audio; below 1 is faster than real time)")
+    return 0
+
+
+def read_prompts(positional: list[str], prompts_file: Path | None) -> list[str]:
+    prompts = list(positional)
+    if prompts_file is not None:
+        try:
+            lines = prompts_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise CliError(f"cannot read --prompts-file {prompts_file}: {err}") from None
+        prompts += [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise CliError('give at least one prompt (or "" for unconditional generation), or --prompts-file')
+    return [p.strip() for p in prompts]
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    if not (math.isfinite(args.duration) and 0 < args.duration <= MAX_DURATION):
+        raise CliError(f"--duration must be a number of seconds in (0, {MAX_DURATION:g}], got {args.duration}")
+    if args.top_k < 0:
+        raise CliError(f"--top-k must be >= 0 (0 keeps every token), got {args.top_k}")
+    if not 0 <= args.top_p <= 1:
+        raise CliError(f"--top-p must be in [0, 1] (0 turns it off), got {args.top_p}")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise CliError(f"--temperature must be a positive number, got {args.temperature}")
+    if not (math.isfinite(args.cfg) and args.cfg >= 0):
+        raise CliError(f"--cfg must be a number >= 0 (1 turns guidance off), got {args.cfg}")
+    if not (math.isfinite(args.lufs) and -70 <= args.lufs <= 0):
+        raise CliError(f"--lufs must be between -70 and 0, got {args.lufs}")
+
+
+def resolve_device(device: str, dtype: str) -> tuple[str, str]:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: no CUDA device is available here (use --device cpu)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "float16" if device == "cuda" else "float32"
+    return device, dtype
+
+
+def read_prompt_audio(path: Path, duration: float):
+    from inference.audio import read_audio
+
+    wav, sample_rate = read_audio(path)  # AudioFileError (a ValueError) when missing or unreadable
+    if wav.shape[-1] / sample_rate >= duration:
+        raise CliError(f"--prompt-audio {path} lasts {wav.shape[-1] / sample_rate:.2f} s: --duration "
+                       f"({duration:g} s) counts the prompt, so it must be longer")
+    return wav, sample_rate
+
+
+def check_melody(path: Path, model: str, prompt_audio) -> tuple:
+    """Read the melody file (a (wav [C, N], rate) pair) after checking that the model can use it."""
+    from inference.audio import read_audio
+    from inference.loading import resolve_source
+
+    if prompt_audio is not None:
+        raise CliError("--melody and --prompt-audio cannot be combined")
+    melody = read_audio(path)
+    source = resolve_source(model)
+    config = Path(source) / "config.json"
+    if config.is_file():
+        is_melody = "melody" in json.loads(config.read_text()).get("model_type", "")
+    else:
+        is_melody = "melody" in source.lower()
+    if not is_melody:
+        raise CliError(f"--melody needs a melody model (--model melody, melody-large, stereo-melody, ...); "
+                       f"{model} is not one")
+    return melody
+
+
+def plan_outputs(output: str, fmt: str | None, prompts: list[str]) -> list[Path]:
+    """The audio file of every prompt; checks that they can be written before anything is generated."""
+    from inference.audio import audio_format
+
+    path = Path(output)
+    if output.endswith(("/", "\\")) or path.is_dir():
+        folder, ext = path, f".{fmt or 'wav'}"
+        if folder.exists() and not folder.is_dir():
+            raise CliError(f"--output {output} ends with '/' but {folder} is a file, not a folder")
+        if not folder.is_dir():
+            raise CliError(f"output folder {output} does not exist; create it first")
+        names = [slug(p) if len(prompts) == 1 else f"{i}_{slug(p)}" for i, p in enumerate(prompts, 1)]
+        outputs = [folder / f"{name}{ext}" for name in names]
+    else:
+        audio_format(path)  # AudioFileError for anything but .wav and .flac
+        if fmt is not None and path.suffix.lower() != f".{fmt}":
+            raise CliError(f"--format {fmt} does not match the output file {output}")
+        folder = path.parent
+        if folder.exists() and not folder.is_dir():
+            raise CliError(f"cannot write {output}: {folder} is not a folder")
+        if not folder.is_dir():
+            raise CliError(f"cannot write {output}: the folder {folder} does not exist")
+        outputs = [path] if len(prompts) == 1 else [path.with_stem(f"{path.stem}_{i}") for i in
+                                                    range(1, len(prompts) + 1)]
+    for out in outputs:
+        if out.is_dir():
+            raise CliError(f"cannot write {out}: it is a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise CliError(f"cannot write into {folder}: {err.strerror or err}") from None
+    return outputs
+
+
+def slug(prompt: str, length: int = 48) -> str:
+    """A file-name-safe short form of a prompt: "Lo-fi funk!" -> "lo-fi_funk"."""
+    kept = "".join(c if c.isalnum() or c in "-" else " " for c in prompt.lower())
+    return "_".join(kept.split())[:length].rstrip("_-") or "unconditional"
+
+
+def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None:
+    sampling = "greedy" if not s.use_sampling else (f"top-k {s.top_k}, top-p {s.top_p:g}, "
+                                                    f"temperature {s.temperature:g}")
+    normalize = {"loudness": f"loudness {s.target_lufs:g} LUFS, true peak <= {s.peak_db:g} dBFS",
+                 "peak": f"true peak to {s.peak_db:g} dBFS", "none": "none"}[s.normalize]
+    rows = [("model", s.model), ("device", f"{s.device}, LM in {s.dtype} (T5 and codec float32)"),
+            ("duration", f"{s.duration:g} s" + (f", continuing {s.prompt_audio}" if s.prompt_audio else "")),
+            ("sampling", f"{sampling}, cfg {s.cfg_coef:g}"),
+            ("seed", f"{s.seed}" + (" (random)" if s.seed_was_random else "")), ("normalize", normalize)]
+    for name, value in rows:
+        print(f"{name:<10} {value}")
+    for i, (prompt, out) in enumerate(zip(prompts, outputs, strict=True), 1):
+        print(f"{i:>4}. {out}  <-  " + (f'"{prompt}"' if prompt else "(empty prompt: unconditional generation)"))
+
+
+def load_model(model: str | None, device: str, dtype: str):
+    import torch
+
+    from inference import MusicGen
+
+    source = model or DEFAULT_MODEL
+    if source == "demo":
+        if not (DEMO_FOLDER / "config.json").is_file():
+            raise CliError(f"the bundled demo model ({DEMO_FOLDER}) is not there yet; use --model small (downloads "
+                           "facebook/musicgen-small) or a local folder")
+        source = str(DEMO_FOLDER)
+    try:
+        return MusicGen.from_pretrained(source, device=device, dtype=getattr(torch, dtype))
+    except (ValueError, OSError, KeyError) as err:
+        if model is None and not is_cached(DEFAULT_MODEL):
+            raise CliError(f"cannot get the default model {DEFAULT_MODEL} (no network, not cached); the fallback "
+                           f"would be the bundled demo model, which is not bundled yet. Download the weights once "
+                           f"with `hf download {DEFAULT_MODEL}` on a machine with network access, or pass --model "
+                           "FOLDER") from None
+        detail = str(err) if not isinstance(err, KeyError) else f"its config.json lacks the section {err}"
+        raise CliError(f"cannot load the model {source}: {detail}") from None
+
+
+def is_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def generate(mg, prompts: list[str], prompt_audio, melody, s: Settings):
+    """Audio [B, C, N] for every prompt, continuing `prompt_audio` or following `melody` ((wav [C, N], rate)
+    pairs) when given."""
+    descriptions = [p or None for p in prompts]
+    sampling = dict(seed=s.seed, use_sampling=s.use_sampling, top_k=s.top_k, top_p=s.top_p,
+                    temperature=s.temperature, cfg_coef=s.cfg_coef, progress=True)
+    if melody is not None:
+        wav, sample_rate = melody
+        return mg.generate_with_chroma(descriptions, [wav] * len(prompts), sample_rate, duration=s.duration,
+                                       **sampling)
+    if prompt_audio is None:
+        return mg.generate(descriptions, duration=s.duration, **sampling)
+    wav, sample_rate = prompt_audio
+    batch = wav[None].expand(len(prompts), -1, -1)  # [B, C, N]: the same opening for every prompt
+    return mg.generate_continuation(batch, sample_rate, descriptions=descriptions, duration=s.duration, **sampling)
+
+
+def save_clip(path: Path, wav, sample_rate: int, settings: Settings, record: dict, spectrogram: bool) -> None:
+    """Normalise and write one clip [C, N], its JSON sidecar (`record` + what was done), and its spectrogram."""
+    from inference.audio import atomic_path, normalize_loudness, normalize_peak, save_spectrogram, write_audio
+
+    result = None
+    if settings.normalize == "loudness":
+        result = normalize_loudness(wav, sample_rate, settings.target_lufs, settings.peak_db)
+    elif settings.normalize == "peak":
+        result = normalize_peak(wav, sample_rate, settings.peak_db)
+    if result is not None:
+        wav = result.wav
+        if result.note:
+            print(f"{path.name}: {result.note}")
+    write_audio(path, wav, sample_rate)
+    record["normalization"] = None if result is None else {
+        "method": result.method, "gain_db": result.gain_db, "lufs": result.lufs, "true_peak_dbfs": result.peak_db,
+        "note": result.note}
+    record["files"] = {"audio": path.name}
+    if spectrogram:
+        title = record["prompt"] or "(unconditional)"
+        record["files"]["spectrogram"] = save_spectrogram(path.with_suffix(".png"), wav, sample_rate, title).name
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps(finite(record), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {path} (+ {path.with_suffix('.json').name}" + (", spectrogram" if spectrogram else "") + ")")
+
+
+def finite(value):
+    """JSON has no infinities or NaNs: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

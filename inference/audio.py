@@ -1,0 +1,250 @@
+"""Audio in and out of the pipeline: read, resample, convert channels, normalise, write, draw.
+
+Every function takes and returns one clip as a float32 tensor [C, N] in [-1, 1] (C audio channels,
+N samples), except `resample` and `convert_channels`, which also accept a leading batch [..., C, N].
+
+Loudness is ITU-R BS.1770 integrated loudness (K-weighted, gated; pyloudnorm), in LUFS. The peak is a
+"true peak" in the BS.1770 sense: the largest magnitude of the signal oversampled 4x, which catches the
+inter-sample peaks that a DAC or an MP3 encoder turns into clipping.
+"""
+
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # file extension -> soundfile format (16-bit PCM for both)
+LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block: shorter audio has no integrated loudness
+METER_MIN_RATE = 8000  # the K-weighting shelf sits at 1.7 kHz: below this rate we measure a 48 kHz copy
+SILENCE_DBFS = -120.0  # a clip whose peak is below this is treated as silence and left as it is
+
+
+class AudioFileError(ValueError):
+    """An audio file that cannot be read or written (missing, unreadable, unknown format, empty)."""
+
+
+def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+    """Read a sound file (WAV, FLAC, OGG, ... whatever libsndfile reads).
+
+    Returns:
+        (wav [C, N] float32 in [-1, 1], sample rate in Hz). C is the file's channel count (1 mono, 2 stereo).
+    """
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"audio file not found: {path}")
+    try:
+        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [N, C]
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioFileError(f"cannot read {path} as audio: {str(err).strip()}") from None
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path} holds no audio samples")
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)  # [C, N]
+
+
+def resample(wav: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:
+    """Band-limited sinc resampling (julius) of [..., N] from `from_sr` to `to_sr` Hz.
+
+    Returns [..., round(N * to_sr / from_sr)]; the input itself when the rates are equal.
+    """
+    import julius
+
+    if int(from_sr) == int(to_sr):
+        return wav
+    return julius.resample_frac(wav, int(from_sr), int(to_sr))  # [..., N * to_sr / from_sr]
+
+
+def convert_channels(wav: torch.Tensor, channels: int) -> torch.Tensor:
+    """[..., C, N] -> [..., channels, N] (audiocraft's `convert_audio_channels` rule).
+
+    Stereo to mono averages; mono to stereo copies; more channels than asked keeps the first ones.
+    """
+    have = wav.shape[-2]
+    if have == channels:
+        return wav
+    if channels == 1:
+        return wav.mean(dim=-2, keepdim=True)  # [..., 1, N]
+    if have == 1:
+        return wav.expand(*wav.shape[:-2], channels, wav.shape[-1])  # [..., channels, N]
+    if have > channels:
+        return wav[..., :channels, :]
+    raise ValueError(f"cannot turn {have} audio channels into {channels}")
+
+
+def to_db(amplitude: float) -> float:
+    return 20.0 * math.log10(amplitude) if amplitude > 0 else -math.inf
+
+
+def true_peak(wav: torch.Tensor) -> float:
+    """Largest |sample| of the clip [C, N] oversampled 4x (the BS.1770 true-peak estimate), linear scale."""
+    if wav.shape[-1] < 8:  # too short for the interpolation filter to mean anything
+        return wav.abs().max().item()
+    oversampled = resample(wav.float(), 1, 4)  # [C, 4N]
+    return max(oversampled.abs().max().item(), wav.abs().max().item())
+
+
+def long_enough_for_loudness(wav: torch.Tensor, sample_rate: int) -> bool:
+    """The loudness meter needs at least one gating block (0.4 s) of audio."""
+    return wav.shape[-1] >= LOUDNESS_BLOCK_S * sample_rate
+
+
+def loudness(wav: torch.Tensor, sample_rate: int) -> float:
+    """Integrated loudness (LUFS) of a clip [C, N]; -inf for silence. Needs at least 0.4 s of audio."""
+    import pyloudnorm
+
+    if not long_enough_for_loudness(wav, sample_rate):
+        raise ValueError(f"loudness needs at least {LOUDNESS_BLOCK_S} s of audio")
+    if sample_rate < METER_MIN_RATE:  # the filters would be unstable: measure a 48 kHz copy instead
+        wav, sample_rate = resample(wav.float(), sample_rate, 48000), 48000
+    data = wav.double().T.cpu().numpy()  # [N, C], pyloudnorm's layout
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # log10(0) of silent blocks
+        return float(pyloudnorm.Meter(sample_rate).integrated_loudness(data))
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """A normalised clip and what was done to it.
+
+    Attributes:
+        wav: [C, N] the clip after the gain.
+        method: what was applied: "loudness", "peak", or "none".
+        gain_db: the gain applied.
+        lufs: integrated loudness after the gain; None when the clip is too short to measure.
+        peak_db: true peak after the gain, dBFS.
+        note: why the result differs from what was asked (too short, silent, peak-limited); None otherwise.
+    """
+
+    wav: torch.Tensor
+    method: str
+    gain_db: float
+    lufs: float | None
+    peak_db: float
+    note: str | None = None
+
+
+def normalize_peak(wav: torch.Tensor, sample_rate: int, peak_db: float = -1.0, note: str | None = None) -> Normalized:
+    """Scale a clip [C, N] so its true peak is `peak_db` dBFS. Silence is left as it is."""
+    peak = true_peak(wav)
+    if to_db(peak) < SILENCE_DBFS:
+        return Normalized(wav, "none", 0.0, None, to_db(peak), "silent audio: left as it is")
+    gain_db = peak_db - to_db(peak)
+    wav = wav * 10 ** (gain_db / 20)
+    return Normalized(wav, "peak", gain_db, _measurable_loudness(wav, sample_rate), peak_db, note)
+
+
+def normalize_loudness(wav: torch.Tensor, sample_rate: int, target_lufs: float = -14.0,
+                       peak_db: float = -1.0) -> Normalized:
+    """Bring a clip [C, N] to `target_lufs` integrated loudness, never letting its true peak exceed `peak_db`.
+
+    When the gain would push the true peak above `peak_db`, the gain is lowered until the peak sits at
+    `peak_db` (a safety limit, not a compressor: the clip is then quieter than the target, and `note` says so).
+    Clips too short for the loudness meter (<= 0.4 s) or too quiet for its gate fall back to peak
+    normalisation.
+    """
+    if not long_enough_for_loudness(wav, sample_rate):
+        return normalize_peak(wav, sample_rate, peak_db, f"shorter than {LOUDNESS_BLOCK_S} s, too short to "
+                                                         "measure loudness: peak-normalised instead")
+    before = loudness(wav, sample_rate)
+    if not math.isfinite(before):
+        return normalize_peak(wav, sample_rate, peak_db, "too quiet to measure loudness: peak-normalised instead")
+    gain_db = target_lufs - before
+    peak_after = to_db(true_peak(wav)) + gain_db
+    note = None
+    if peak_after > peak_db:  # true-peak safety limit
+        gain_db -= peak_after - peak_db
+        peak_after = peak_db
+        note = f"peak-limited to {peak_db:g} dBFS: {before + gain_db:.1f} LUFS instead of {target_lufs:g}"
+    return Normalized(wav * 10 ** (gain_db / 20), "loudness", gain_db, before + gain_db, peak_after, note)
+
+
+def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:
+    """Write a clip [C, N] as 16-bit PCM, WAV or FLAC by the file's extension, atomically.
+
+    The file is written under a temporary name in the same folder and renamed into place, so an interrupted
+    write never leaves a half-written file under the real name. Samples are clipped to [-1, 1].
+    """
+    import soundfile
+
+    path = Path(path)
+    fmt = audio_format(path)
+    data = wav.detach().float().clamp(-1, 1).T.cpu().numpy()  # [N, C]
+    with atomic_path(path) as tmp:
+        soundfile.write(tmp, data, int(sample_rate), subtype="PCM_16", format=fmt)
+    return path
+
+
+def audio_format(path: str | os.PathLike) -> str:
+    """The soundfile format for a file name ("WAV" or "FLAC"); AudioFileError for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise AudioFileError(f"cannot write {suffix or 'extension-less'} files ({Path(path).name}): "
+                             f"use {' or '.join(FORMATS)}")
+    return FORMATS[suffix]
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """`with atomic_path(final) as tmp:` write to `tmp`; on success it is renamed to `final`, on error removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal new file's permissions
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, title: str = "") -> Path:
+    """Draw the log-mel spectrogram (dB) of a clip [C, N], one panel per channel, into a PNG (atomically)."""
+    from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global state
+
+    from encodec.mel import mel_filter_bank
+
+    wav = wav.detach().float().cpu()
+    n_fft = 1 << max(6, round(math.log2(sample_rate * 0.064)))  # ~64 ms windows
+    hop = n_fft // 4
+    n_mels = min(128, n_fft // 4)
+    padded = F.pad(wav, (0, max(0, n_fft - wav.shape[-1])))  # [C, max(N, n_fft)]: at least one full window
+    spec = torch.stft(padded, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)  # [C, F, T]
+    mel = mel_filter_bank(sample_rate, n_fft, n_mels) @ spec.abs().pow(2)  # [C, M, T]
+    db = 10 * torch.log10(mel.clamp(min=1e-10))  # [C, M, T]
+    db = db.clamp(min=db.max() - 80)  # an 80 dB range, as most spectrogram viewers
+    channels = wav.shape[0]
+    fig = Figure(figsize=(10, 3 * channels))
+    axes = fig.subplots(channels, 1, squeeze=False)
+    for c, ax in enumerate(axes[:, 0]):
+        image = ax.imshow(db[c].numpy(), origin="lower", aspect="auto", cmap="magma",
+                          extent=(0, padded.shape[-1] / sample_rate, 0, n_mels))
+        ax.set_ylabel(f"mel band, channel {c}" if channels > 1 else "mel band")
+        fig.colorbar(image, ax=ax, format="%+.0f dB")
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        axes[0, 0].set_title(title[:100])
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def _measurable_loudness(wav: torch.Tensor, sample_rate: int) -> float | None:
+    if not long_enough_for_loudness(wav, sample_rate):
+        return None
+    value = loudness(wav, sample_rate)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,226 @@
+"""generate.py, the command line, on the tiny random MusicGen checkpoint (800 Hz, 50 frames/s), offline.
+
+Most tests call `generate.main(argv)` in-process; one runs the script as a subprocess, as users do.
+"""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+import soundfile
+import torch
+
+import generate
+from inference.audio import read_audio, to_db, true_peak
+from tests.musicgen_oracle import save_tiny_musicgen
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE = 800  # the tiny checkpoint's sample rate
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    _, folder = save_tiny_musicgen(tmp_path_factory.mktemp("tiny"))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path_factory):
+    """No network and an empty Hugging Face cache, whatever the machine has."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = generate.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_writes_a_wav_of_the_asked_length_with_its_sidecar(tiny, tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    code, stdout, _ = run(capsys, "an uplifting jazz song", "--model", tiny, "--duration", 0.5, "--seed", 3,
+                          "--output", out, "--top-k", 20, "--cfg", 2.5)
+    assert code == 0
+    info = soundfile.info(str(out))
+    assert (info.samplerate, info.frames, info.channels, info.subtype) == (RATE, 0.5 * RATE, 1, "PCM_16")
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["prompt"] == "an uplifting jazz song" and record["model"] == str(tiny)
+    assert (record["seed"], record["seed_was_random"], record["top_k"], record["cfg_coef"]) == (3, False, 20, 2.5)
+    assert (record["top_p"], record["temperature"], record["use_sampling"]) == (0.0, 1.0, True)
+    assert (record["duration"], record["audio_seconds"], record["sample_rate"]) == (0.5, 0.5, RATE)
+    assert (record["device"], record["dtype"], record["normalize"]) == ("cpu", "float32", "loudness")
+    assert record["seconds_taken"]["generate"] > 0 and record["real_time_factor"] > 0
+    assert record["normalization"]["method"] == "loudness"
+    wav, _ = read_audio(out)
+    assert to_db(true_peak(wav)) <= -1.0 + 0.05  # the safety limit (plus 16-bit rounding)
+    assert "real-time factor" in stdout and "seed       3" in stdout
+
+
+def test_same_seed_same_audio_and_a_random_seed_is_recorded(tiny, tmp_path, capsys):
+    clips = []
+    for name, seed in [("a", ["--seed", 11]), ("b", ["--seed", 11]), ("c", [])]:
+        code, stdout, _ = run(capsys, "lo-fi funk", "--model", tiny, "--duration", 0.3, "--output",
+                              tmp_path / f"{name}.wav", *seed)
+        assert code == 0
+        clips.append(read_audio(tmp_path / f"{name}.wav")[0])
+    assert torch.equal(clips[0], clips[1])
+    assert not torch.equal(clips[0], clips[2])
+    record = json.loads((tmp_path / "c.json").read_text())
+    assert record["seed_was_random"] and f"{record['seed']} (random)" in stdout
+
+
+def test_several_prompts_are_one_batch_of_numbered_files(tiny, tmp_path, capsys):
+    code, stdout, _ = run(capsys, "lo-fi funk", "--model", tiny, "", "--duration", 0.3, "--seed", 1,
+                          "--output", tmp_path / "song.wav")  # options may sit between the prompts
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["song_1.json", "song_1.wav",
+                                                                         "song_2.json", "song_2.wav"]
+    first, second = (json.loads((tmp_path / f"song_{i}.json").read_text()) for i in (1, 2))
+    assert (first["index"], first["unconditional"], second["index"], second["unconditional"]) == (1, False, 2, True)
+    assert first["batch_size"] == 2 and second["prompt"] == ""
+    assert "unconditional" in stdout
+
+
+def test_prompts_file_into_a_folder(tiny, tmp_path, capsys):
+    (tmp_path / "prompts.txt").write_text("lo-fi funk\n\n80s pop track with bassy drums\n")
+    (tmp_path / "clips").mkdir()
+    code, _, _ = run(capsys, "--prompts-file", tmp_path / "prompts.txt", "--model", tiny, "--duration", 0.3,
+                     "--output", f"{tmp_path / 'clips'}/", "--format", "flac")
+    assert code == 0
+    names = sorted(p.name for p in (tmp_path / "clips").iterdir())
+    assert names == ["1_lo-fi_funk.flac", "1_lo-fi_funk.json", "2_80s_pop_track_with_bassy_drums.flac",
+                     "2_80s_pop_track_with_bassy_drums.json"]
+
+
+def test_flac_spectrogram_and_the_short_audio_fallback(tiny, tmp_path, capsys):
+    out = tmp_path / "clip.flac"
+    code, stdout, _ = run(capsys, "jazz song", "--model", tiny, "--duration", 0.3, "--output", out, "--spectrogram")
+    assert code == 0
+    info = soundfile.info(str(out))
+    assert (info.format, info.frames) == ("FLAC", 0.3 * RATE)
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["files"] == {"audio": "clip.flac", "spectrogram": "clip.png"}
+    assert record["normalization"]["method"] == "peak"  # 0.3 s is too short to measure loudness
+    assert "too short to measure loudness" in stdout
+
+
+def test_prompt_audio_is_continued(tiny, tmp_path, capsys):
+    t = torch.arange(8000) / 16000
+    soundfile.write(str(tmp_path / "intro.wav"), torch.sin(2 * math.pi * 220 * t)[:, None].repeat(1, 2).numpy() / 2,
+                    16000)  # 0.5 s of stereo at 16 kHz: resampled and mixed down by the pipeline
+    code, _, _ = run(capsys, "jazz song", "--model", tiny, "--duration", 1.0, "--prompt-audio",
+                     tmp_path / "intro.wav", "--output", tmp_path / "more.wav", "--greedy")
+    assert code == 0
+    assert soundfile.info(str(tmp_path / "more.wav")).frames == RATE
+    record = json.loads((tmp_path / "more.json").read_text())
+    assert record["prompt_audio"].endswith("intro.wav") and record["use_sampling"] is False
+
+
+def test_a_stereo_model_writes_stereo_files(tmp_path, capsys):
+    _, folder = save_tiny_musicgen(tmp_path / "tiny-stereo", stereo=True)
+    code, _, _ = run(capsys, "80s pop track", "--model", folder, "--duration", 0.5, "--output", tmp_path / "s.wav")
+    assert code == 0
+    info = soundfile.info(str(tmp_path / "s.wav"))
+    assert (info.channels, info.frames) == (2, 0.5 * RATE)
+    assert json.loads((tmp_path / "s.json").read_text())["channels"] == 2
+
+
+def bad_checkpoint(tiny: Path, folder: Path, kind: str) -> Path:
+    shutil.copytree(tiny, folder)
+    if kind == "corrupt":
+        (folder / "model.safetensors").write_bytes(b"not a safetensors file" * 10)
+    else:  # a config that does not match the tensors
+        config = json.loads((folder / "config.json").read_text())
+        config["decoder"]["hidden_size"] = 48
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+NO_MODEL = "/no/such/model/folder"  # where the model is not even loaded, the check came first
+BAD_INPUTS = {
+    "zero duration": (["x", "--duration", 0, "--model", NO_MODEL], "--duration"),
+    "negative duration": (["x", "--duration", -3, "--model", NO_MODEL], "--duration"),
+    "nan duration": (["x", "--duration", "nan", "--model", NO_MODEL], "--duration"),
+    "absurd duration": (["x", "--duration", 1e9, "--model", NO_MODEL], "--duration"),
+    "not a number": (["x", "--duration", "ten"], "invalid float"),
+    "no prompt": (["--model", NO_MODEL], "at least one prompt"),
+    "missing model folder": (["x", "--model", NO_MODEL], "not an existing folder"),
+    "unknown model name": (["x", "--model", "huge"], "known model name"),
+    "uncached model offline": (["x", "--model", "facebook/musicgen-nothing"], "hf download"),
+    "default model offline": (["x"], "demo model"),
+    "demo model": (["x", "--model", "demo"], "not there yet"),
+    "corrupt weights": (["x", "--model", "{corrupt}"], "safetensors"),
+    "mismatched weights": (["x", "--model", "{mismatched}"], "shape"),
+    "missing prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/nothing.wav"], "not found"),
+    "unreadable prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/notes.txt"], "cannot read"),
+    "prompt audio too long": (["x", "--model", NO_MODEL, "--duration", 0.1, "--prompt-audio", "{tmp}/long.wav"],
+                              "must be longer"),
+    "missing output folder": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/no/such/x.wav"], "does not exist"),
+    "output under a file": (["x", "--model", NO_MODEL, "--output", "{tmp}/notes.txt/x.wav"], "not a folder"),
+    "unknown format": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/x.mp3"], ".mp3"),
+    "melody on a non-melody model": (["x", "--model", "{tiny}", "--melody", "{tmp}/long.wav"], "melody model"),
+    "missing melody file": (["x", "--model", NO_MODEL, "--melody", "{tmp}/nothing.wav"], "not found"),
+    "melody with prompt audio": (["x", "--model", NO_MODEL, "--duration", 2, "--melody", "{tmp}/long.wav",
+                                  "--prompt-audio", "{tmp}/long.wav"], "cannot be combined"),
+    "bad top-p": (["x", "--model", NO_MODEL, "--top-p", 1.5], "--top-p"),
+    "no cuda": (["x", "--model", NO_MODEL, "--device", "cuda"], "cuda"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys):
+    argv, needle = BAD_INPUTS[case]
+    if case == "no cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "notes.txt").write_text("not audio")
+    soundfile.write(str(tmp_path / "long.wav"), torch.zeros(RATE).numpy(), RATE)
+    names = {"tmp": tmp_path, "tiny": tiny}
+    if "{corrupt}" in argv or "{mismatched}" in argv:
+        kind = "corrupt" if "{corrupt}" in argv else "mismatched"
+        names[kind] = bad_checkpoint(tiny, tmp_path / kind, kind)
+    argv = [str(a).format(**names) for a in argv]
+    if not any(a == "--output" for a in argv):
+        argv += ["--output", f"{tmp_path / 'out'}/"]
+    before = sorted(tmp_path.rglob("*"))
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    lines = [line for line in err.splitlines() if not line.startswith("[transformers]")]  # the oracle's config
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert needle.lower() in lines[0].lower()
+    assert "Traceback" not in err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a temporary file
+
+
+def test_melody_model_follows_a_melody_file(tmp_path, capsys):
+    from tests.musicgen_oracle import save_tiny_melody_musicgen
+
+    _, folder = save_tiny_melody_musicgen(tmp_path / "melody")
+    tune = torch.sin(2 * torch.pi * 440 * torch.arange(16_000) / 16_000) * 0.5  # 1 s of A4 at 16 kHz
+    soundfile.write(str(tmp_path / "tune.wav"), tune.numpy(), 16_000)
+    out = tmp_path / "follow.wav"
+    code, _, err = run(capsys, "jazz song", "--model", folder, "--melody", tmp_path / "tune.wav", "--duration", 0.3,
+                       "--seed", 1, "--output", out)
+    assert code == 0, err
+    assert soundfile.info(str(out)).frames == 0.3 * RATE
+    assert json.loads(out.with_suffix(".json").read_text())["melody"] == str(tmp_path / "tune.wav")
+
+
+def test_the_script_runs_as_a_command(tiny, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf-cache")}
+    result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "80s pop track", "--model", str(tiny),
+                             "--duration", "0.5", "--seed", "5", "--output", "pop.wav"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert soundfile.info(str(tmp_path / "pop.wav")).frames == 0.5 * RATE
+    assert json.loads((tmp_path / "pop.json").read_text())["seed"] == 5
+    assert "generating" in result.stderr  # the progress bar
+    assert "real-time factor" in result.stdout and "model      " in result.stdout

@@ -1,0 +1,109 @@
+"""inference/audio.py: reading and writing, resampling, channels, loudness and peak normalisation."""
+
+import math
+from pathlib import Path
+
+import pyloudnorm
+import pytest
+import torch
+
+from inference.audio import (
+    AudioFileError,
+    atomic_path,
+    convert_channels,
+    loudness,
+    normalize_loudness,
+    normalize_peak,
+    read_audio,
+    resample,
+    to_db,
+    true_peak,
+    write_audio,
+)
+
+
+def tone(seconds: float, sample_rate: int, freq: float = 440.0, amplitude: float = 0.05) -> torch.Tensor:
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    return amplitude * torch.sin(2 * math.pi * freq * t)[None]  # [1, N]
+
+
+@pytest.mark.parametrize("sample_rate, freq", [(32000, 440.0), (800, 100.0)], ids=["32kHz", "800Hz"])
+def test_loudness_normalisation_hits_the_target(sample_rate, freq):
+    result = normalize_loudness(tone(2.0, sample_rate, freq), sample_rate, target_lufs=-14.0)
+    assert result.method == "loudness" and result.note is None
+    assert abs(loudness(result.wav, sample_rate) + 14.0) < 0.5
+    if sample_rate == 32000:  # measured independently, straight with pyloudnorm
+        measured = pyloudnorm.Meter(sample_rate).integrated_loudness(result.wav.double().T.numpy())
+        assert abs(measured + 14.0) < 0.5
+
+
+def test_loud_peaks_are_limited_to_minus_one_dbfs():
+    wav = tone(2.0, 32000, amplitude=0.001)
+    wav[0, ::8000] = 0.9  # clicks: a crest factor far too high for -14 LUFS under -1 dBFS
+    result = normalize_loudness(wav, 32000, target_lufs=-14.0, peak_db=-1.0)
+    assert abs(to_db(true_peak(result.wav)) + 1.0) < 0.01
+    assert result.lufs < -15 and "peak-limited" in result.note
+
+
+def test_peak_normalisation_and_the_fallbacks():
+    result = normalize_peak(tone(1.0, 32000), 32000, peak_db=-1.0)
+    assert result.method == "peak" and abs(to_db(true_peak(result.wav)) + 1.0) < 1e-3
+    short = normalize_loudness(tone(0.2, 32000), 32000)  # shorter than the meter's 0.4 s block
+    assert short.method == "peak" and "too short" in short.note
+    silence = normalize_loudness(torch.zeros(2, 32000), 32000)
+    assert silence.method == "none" and torch.equal(silence.wav, torch.zeros(2, 32000)) and "silent" in silence.note
+
+
+def test_true_peak_sees_between_samples():
+    # A sine at a quarter of the rate, sampled 45 degrees off its crests: samples reach 0.707, the wave 1.0.
+    n = torch.arange(400)
+    wav = torch.sin(2 * math.pi * n / 4 + math.pi / 4)[None]
+    assert wav.abs().max() < 0.71
+    assert true_peak(wav) > 0.95
+
+
+def test_convert_channels():
+    stereo = torch.stack([torch.ones(5), -torch.ones(5) * 3])  # [2, 5]
+    assert torch.equal(convert_channels(stereo, 1), -torch.ones(1, 5))  # the mean
+    mono = torch.arange(5.0)[None]
+    assert torch.equal(convert_channels(mono, 2), torch.stack([torch.arange(5.0)] * 2))
+    batch = torch.randn(3, 1, 7)  # [B, C, N]
+    assert convert_channels(batch, 2).shape == (3, 2, 7)
+    three = torch.randn(3, 7)
+    assert torch.equal(convert_channels(three, 2), three[:2])  # more channels than asked: the first ones
+    with pytest.raises(ValueError, match="channels"):
+        convert_channels(torch.randn(2, 7), 3)
+
+
+def test_resample_lengths_and_content():
+    assert resample(torch.randn(2, 1000), 800, 32000).shape == (2, 40000)
+    assert resample(torch.randn(3, 1, 44100), 44100, 32000).shape == (3, 1, 32000)
+    same = torch.randn(1, 10)
+    assert resample(same, 16000, 16000) is same
+    up = resample(tone(1.0, 8000, 200.0, 0.5), 8000, 32000)  # a band-limited tone survives resampling
+    want = tone(1.0, 32000, 200.0, 0.5)
+    assert (up - want)[:, 400:-400].abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_write_and_read_back(tmp_path, suffix):
+    wav = torch.stack([tone(0.5, 16000)[0], -tone(0.5, 16000)[0]])  # [2, N]
+    path = write_audio(tmp_path / f"clip{suffix}", wav, 16000)
+    back, rate = read_audio(path)
+    assert rate == 16000 and back.shape == wav.shape and back.dtype == torch.float32
+    assert (back - wav).abs().max() < 1 / 2**15 + 1e-6  # 16-bit PCM
+    assert [p.name for p in tmp_path.iterdir()] == [f"clip{suffix}"]  # no temporary file left
+
+
+def test_file_errors_and_atomic_writes(tmp_path):
+    with pytest.raises(AudioFileError, match="not found"):
+        read_audio(tmp_path / "missing.wav")
+    (tmp_path / "text.wav").write_text("not audio")
+    with pytest.raises(AudioFileError, match="cannot read"):
+        read_audio(tmp_path / "text.wav")
+    with pytest.raises(AudioFileError, match=".mp3"):
+        write_audio(tmp_path / "clip.mp3", torch.zeros(1, 100), 16000)
+    with pytest.raises(RuntimeError, match="boom"), atomic_path(tmp_path / "half.wav") as tmp:
+        Path(tmp).write_text("half")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text.wav"]
