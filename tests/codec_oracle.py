@@ -12,6 +12,8 @@ import torch
 import transformers
 import yaml
 
+from encodec.loading import rename_keys
+
 # Small but complete: every kind of layer of the published models, with few channels.
 HF_32KHZ = dict(sampling_rate=32_000, audio_channels=1, num_filters=8, upsampling_ratios=[8, 5, 4, 4],
                 target_bandwidths=[2.2], codebook_size=2048, hidden_size=16, num_lstm_layers=2,
@@ -46,12 +48,7 @@ def legacy_weight_norm_names(state: dict) -> dict:
     """`parametrizations.weight.original0/1` -> `weight_g/weight_v`, as in the 2023 Hub files."""
     renames = [(r"\.parametrizations\.weight\.original0$", ".weight_g"),
                (r"\.parametrizations\.weight\.original1$", ".weight_v")]
-    out = {}
-    for key, value in state.items():
-        for pattern, repl in renames:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
-    return out
+    return rename_keys(state, renames)
 
 
 def to_audiocraft_names(state: dict, num_ratios: int = 4) -> dict:

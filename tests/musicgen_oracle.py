@@ -39,6 +39,12 @@ def tiny_musicgen(stereo: bool = False, seed: int = 0) -> transformers.MusicgenF
     torch.manual_seed(seed)
     config = transformers.MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
     model = transformers.MusicgenForConditionalGeneration(config).eval()
+    return _ready_for_parity(model)
+
+
+def _ready_for_parity(model: transformers.PreTrainedModel) -> transformers.PreTrainedModel:
+    """Scale the LM heads (well-separated greedy choices), fill the codebooks (transformers leaves them at
+    zero, which would decode every code to the same audio), and set the special token for generation."""
     with torch.no_grad():
         for head in model.decoder.lm_heads:
             head.weight.mul_(10)
@@ -95,14 +101,7 @@ def tiny_melody_musicgen(chroma_length: int = 20) -> transformers.MusicgenMelody
                                                num_chroma=12, chroma_length=chroma_length)
     torch.manual_seed(0)
     model = transformers.MusicgenMelodyForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for head in model.decoder.lm_heads:
-            head.weight.mul_(10)
-        for layer in model.audio_encoder.quantizer.layers:
-            layer.codebook.embed.normal_()
-    model.generation_config.decoder_start_token_id = CARD
-    model.generation_config.pad_token_id = CARD
-    return model
+    return _ready_for_parity(model)
 
 
 def save_tiny_melody_musicgen(folder: Path, chroma_length: int = 20) -> tuple[transformers.PreTrainedModel, Path]:
