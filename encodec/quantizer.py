@@ -123,12 +123,13 @@ class Codebook(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantize x [N, D]; in training mode also update the codebook. Returns (vectors [N, D], codes [N])."""
+        latents = x.detach().to(self.embed.dtype)  # the codebook and its statistics stay float32 under autocast
         if self.training and not self.inited.item():
-            self.init_with_kmeans(x.detach())
-        codes = nearest_code(x.detach(), self.embed)  # [N]
-        quantized = self.decode(codes)  # [N, D], looked up before this step's update
+            self.init_with_kmeans(latents)
+        codes = nearest_code(latents, self.embed)  # [N]
+        quantized = self.decode(codes).to(x.dtype)  # [N, D], looked up before this step's update
         if self.training:
-            self.update(x.detach(), codes)
+            self.update(latents, codes)
         return quantized, codes
 
 

@@ -139,3 +139,14 @@ def test_quantizer_dropout_picks_1_to_n_q_codebooks_in_training_only():
     out = rvq.eval()(torch.randn(2, 4, 20))
     assert out.codes.shape[1] == 6
     assert out.bandwidth == pytest.approx(6 * 3 * 75 / 1000)
+
+
+def test_bfloat16_latents_train_a_float32_codebook():
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(dim=4, n_q=2, bins=8, kmeans_iters=5).train()
+    x = torch.randn(2, 4, 30, dtype=torch.bfloat16, requires_grad=True)
+    out = rvq(x)
+    assert out.quantized.dtype == torch.bfloat16
+    assert rvq.layers[0].codebook.embed.dtype == torch.float32 and rvq.layers[0].codebook.inited.item() == 1
+    out.quantized.float().sum().backward()
+    assert x.grad is not None

@@ -1,0 +1,165 @@
+"""Audio data for codec training: fixed-length segments cut from the audio files under a folder.
+
+    files = scan_audio_files("music/")            # wav / flac / ogg, recursive; unreadable ones skipped
+    train = AudioSegmentDataset(files.readable, sample_rate=32000, channels=1, segment_seconds=1.0,
+                                num_examples=64_000)
+    train[0]                                      # [C, N] float32, N = segment_seconds * sample_rate
+
+Training segments start at a random file and a random offset (torch's RNG, which the DataLoader seeds per
+worker); validation segments are fixed (`random_offsets=False`), so the metrics of two validations compare.
+Every segment is read at the file's own rate, mixed down or up to the model's channels, resampled with
+julius (windowed-sinc) and padded with zeros or cropped to exactly N samples.
+
+Shape legend: C audio channels, N samples.
+"""
+
+import math
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import julius
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    """An audio file and what its header says."""
+
+    path: str
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclass
+class ScanResult:
+    """The readable audio files under a folder, and the paths that were skipped (unreadable or empty)."""
+
+    readable: list[AudioFile] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def scan_audio_files(root: str | Path) -> ScanResult:
+    """Find the wav/flac/ogg files under `root` (recursively, sorted) and read their headers.
+
+    A file soundfile cannot open, or one with no samples, is skipped with a warning and listed in `skipped`.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"audio folder not found: {root}")
+    result = ScanResult()
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
+        try:
+            info = sf.info(str(path))
+            if info.frames <= 0:
+                raise ValueError("no samples")
+        except Exception as err:  # libsndfile's errors have several types; any of them means "cannot use"
+            warnings.warn(f"skipping unreadable audio file {path}: {err}", stacklevel=2)
+            result.skipped.append(str(path))
+            continue
+        result.readable.append(AudioFile(str(path), info.samplerate, info.frames, info.channels))
+    return result
+
+
+def split_files(files: list[AudioFile], valid_fraction: float, seed: int = 0
+                ) -> tuple[list[AudioFile], list[AudioFile]]:
+    """Hold out a deterministic random share of the files for validation (at least one, when there are two).
+
+    Returns:
+        (train files, valid files); with a single file both are that file.
+    """
+    if len(files) < 2:
+        return list(files), list(files)
+    shuffled = list(files)
+    random.Random(seed).shuffle(shuffled)
+    n_valid = min(len(files) - 1, max(1, round(valid_fraction * len(files))))
+    return shuffled[n_valid:], shuffled[:n_valid]
+
+
+def convert_channels(wav: torch.Tensor, channels: int) -> torch.Tensor:
+    """[C_in, N] -> [channels, N]: mono is the mean of all channels; mono to stereo repeats it; otherwise
+    the first `channels` channels are kept (audiocraft's `convert_audio_channels`)."""
+    if wav.shape[0] == channels:
+        return wav
+    if channels == 1:
+        return wav.mean(dim=0, keepdim=True)
+    if wav.shape[0] == 1:
+        return wav.expand(channels, -1)
+    if wav.shape[0] >= channels:
+        return wav[:channels]
+    raise ValueError(f"cannot turn {wav.shape[0]} audio channels into {channels}")
+
+
+def read_segment(file: AudioFile, offset: float, seconds: float, sample_rate: int, channels: int) -> torch.Tensor:
+    """Read `seconds` of `file` from `offset` seconds on, at `sample_rate` with `channels` channels.
+
+    Returns:
+        [channels, round(seconds * sample_rate)] float32, zero-padded past the end of the file.
+    """
+    start = int(offset * file.sample_rate)
+    frames = math.ceil(seconds * file.sample_rate)
+    data, sr = sf.read(file.path, start=start, frames=frames, dtype="float32", always_2d=True)  # [n, C_in]
+    wav = convert_channels(torch.from_numpy(data.T.copy()), channels)  # [C, n]
+    if sr != sample_rate:
+        wav = julius.resample_frac(wav, sr, sample_rate)  # [C, n * sample_rate / sr]
+    N = round(seconds * sample_rate)
+    if wav.shape[-1] < N:
+        wav = torch.nn.functional.pad(wav, (0, N - wav.shape[-1]))
+    return wav[:, :N].contiguous()  # [C, N]
+
+
+class AudioSegmentDataset(Dataset):
+    """`num_examples` segments of `segment_seconds` from `files`, as [C, N] tensors.
+
+    Args:
+        files: readable files (see `scan_audio_files`).
+        sample_rate, channels: the model's.
+        segment_seconds: segment length.
+        num_examples: the dataset length (an "epoch"); random segments are drawn afresh each time.
+        random_offsets: draw the file and the offset at random (training). When False, example i is the
+            (i // F)-th consecutive segment of file i % F (validation), clamped to the file's end.
+    """
+
+    def __init__(self, files: list[AudioFile], sample_rate: int, channels: int, segment_seconds: float,
+                 num_examples: int, random_offsets: bool = True):
+        if not files:
+            raise ValueError("no readable audio files")
+        self.files, self.sample_rate, self.channels = list(files), sample_rate, channels
+        self.segment_seconds, self.num_examples, self.random_offsets = segment_seconds, num_examples, random_offsets
+        self.failed: set[str] = set()  # files that passed the scan but failed to read (warned once each)
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def _pick(self, index: int) -> tuple[int, float]:
+        """(file index, offset in seconds) of example `index`."""
+        if self.random_offsets:
+            i = int(torch.randint(len(self.files), ()))
+            room = max(0.0, self.files[i].duration - self.segment_seconds)
+            return i, float(torch.rand(())) * room
+        i = index % len(self.files)
+        room = max(0.0, self.files[i].duration - self.segment_seconds)
+        return i, min((index // len(self.files)) * self.segment_seconds, room)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        first, offset = self._pick(index)
+        for attempt in range(len(self.files)):  # a file that fails to read is replaced by the next one
+            file = self.files[(first + attempt) % len(self.files)]
+            try:
+                return read_segment(file, offset if attempt == 0 else 0.0, self.segment_seconds,
+                                    self.sample_rate, self.channels)
+            except Exception as err:  # corrupt data behind a valid header
+                if file.path not in self.failed:
+                    self.failed.add(file.path)
+                    warnings.warn(f"cannot read {file.path}, using another file instead: {err}", stacklevel=2)
+        raise RuntimeError("none of the audio files could be read")

@@ -1,0 +1,197 @@
+"""Settings of a codec training run: one frozen dataclass, its command line, and how the two resolve.
+
+Resolution order, later wins: the defaults below < the settings saved in the checkpoint named by `--resume`
+< the flags given on the command line. So `python train.py codec --resume --out runs/x --max-steps 20000`
+continues run x with its own model and data settings and a new step budget.
+
+Defaults follow audiocraft's compression solver (REFERENCE.md section 4) where it has one: loss weights
+l1 0.1, msspec 2, adv 4, feat 4 (balanced), commitment 1 (not balanced), Adam lr 3e-4 betas (0.5, 0.9).
+The published batch is 64 one-second segments; the default here is smaller so that a first run fits anywhere.
+"""
+
+import argparse
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from encodec import EncodecConfig, get_preset
+
+# The fields that override the preset's EncodecConfig when set (None keeps the preset's value).
+MODEL_OVERRIDES = ("sample_rate", "channels", "n_filters", "dimension", "n_q", "bins", "ratios", "lstm_layers")
+
+
+@dataclass(frozen=True)
+class CodecTrainSettings:
+    """Everything that defines a codec training run; saved inside every checkpoint it writes."""
+
+    # data
+    data: str = ""  # folder of wav / flac / ogg files, searched recursively
+    valid_data: str | None = None  # a separate validation folder; default: hold out part of `data`
+    valid_fraction: float = 0.1  # share of the files of `data` held out when there is no `valid_data`
+    valid_examples: int = 32  # fixed validation segments
+    segment_seconds: float = 1.0
+    batch_size: int = 16
+    num_workers: int = 2
+    # model: a preset, and the fields of its EncodecConfig to replace (tiny models for tests and demos)
+    preset: str = "encodec-32khz"
+    sample_rate: int | None = None
+    channels: int | None = None
+    n_filters: int | None = None
+    dimension: int | None = None
+    n_q: int | None = None
+    bins: int | None = None
+    ratios: tuple[int, ...] | None = None
+    lstm_layers: int | None = None
+    disc_filters: int = 32
+    disc_n_ffts: tuple[int, ...] = (1024, 2048, 512, 256, 128)  # hop n_fft / 4, window n_fft
+    # losses: the first four go through the balancer, the commitment loss is added outside it
+    l1_weight: float = 0.1
+    msspec_weight: float = 2.0
+    adv_weight: float = 4.0
+    feat_weight: float = 4.0
+    commitment_weight: float = 1.0
+    balancer: bool = True
+    # optimisation
+    max_steps: int = 2000
+    lr: float = 3e-4
+    betas: tuple[float, ...] = (0.5, 0.9)
+    # run
+    out: str = "runs/codec"
+    valid_every: int = 500
+    save_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str = "1"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    progress_bar: bool = True
+    resume: str | None = None  # a checkpoint path, or "last" for OUT/checkpoints/last.ckpt
+
+    def codec_config(self) -> EncodecConfig:
+        """The preset's EncodecConfig with the overrides that are set."""
+        overrides = {name: getattr(self, name) for name in MODEL_OVERRIDES if getattr(self, name) is not None}
+        return get_preset(self.preset, **overrides)
+
+    @property
+    def segment_samples(self) -> int:
+        return round(self.segment_seconds * self.codec_config().sample_rate)
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """The balanced losses' weights, by loss name."""
+        return {"l1": self.l1_weight, "msspec": self.msspec_weight, "adv": self.adv_weight, "feat": self.feat_weight}
+
+    def check(self) -> None:
+        """Raise ValueError on settings that cannot train."""
+        if not self.data:
+            raise ValueError("--data is required (a folder of audio files)")
+        for folder in (self.data, self.valid_data):
+            if folder and not Path(folder).is_dir():
+                raise ValueError(f"audio folder not found: {folder}")
+        if sum(w for w in self.loss_weights.values() if w > 0) <= 0:
+            raise ValueError("at least one of --l1-weight, --msspec-weight, --adv-weight, --feat-weight must be > 0")
+        # The discriminator's STFTs are uncentred: a segment must hold one window of the largest one. The
+        # largest mel scale (n_fft 1024) reflect-pads by 384 samples, which needs more than 384 samples.
+        needed = max(max(self.disc_n_ffts), 385)
+        if self.segment_samples < needed:
+            raise ValueError(f"segments of {self.segment_samples} samples are shorter than the {needed} samples the "
+                             "discriminator's largest FFT needs: raise --segment-seconds or lower --disc-n-ffts")
+        if len(self.betas) != 2:
+            raise ValueError(f"--betas takes two numbers, got {self.betas}")
+        for name in ("batch_size", "max_steps", "valid_every", "save_every", "log_every", "valid_examples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.keep_checkpoints == 0 or self.keep_checkpoints < -1:
+            raise ValueError("--keep-checkpoints must be -1 (all) or at least 1")
+
+    def to_dict(self) -> dict:
+        """Plain types only (str, numbers, tuples, None), so a checkpoint holding it loads with weights_only."""
+        return asdict(self)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `train.py codec` flags. Their parsed defaults are absent (SUPPRESS) so that `resolve_settings`
+    can tell a flag given on the command line from a default."""
+    defaults = CodecTrainSettings()
+
+    def add(group, flag: str, help: str, **kwargs) -> None:  # noqa: A002 - argparse's own word
+        default = getattr(defaults, flag.lstrip("-").replace("-", "_"))
+        if default not in (None, ""):
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help = f"{help} (default: {shown})"
+        group.add_argument(flag, default=argparse.SUPPRESS, help=help, **kwargs)
+
+    data = parser.add_argument_group("data")
+    add(data, "--data", "folder of training audio (wav, flac, ogg; searched recursively); required unless --resume",
+        metavar="DIR")
+    add(data, "--valid-data", "separate validation folder (default: hold out --valid-fraction of --data)",
+        metavar="DIR")
+    add(data, "--valid-fraction", "share of --data held out for validation without --valid-data", type=float)
+    add(data, "--valid-examples", "number of fixed validation segments", type=int)
+    add(data, "--segment-seconds", "length of each training segment", type=float)
+    add(data, "--batch-size", "segments per batch and per device (published: 64)", type=int)
+    add(data, "--num-workers", "data loader processes per device", type=int)
+    model = parser.add_argument_group("model (a preset, and fields to replace for small models)")
+    add(model, "--preset", "EnCodec preset (encodec-32khz, encodec-24khz)")
+    add(model, "--sample-rate", "audio rate in Hz (default: the preset's)", type=int)
+    add(model, "--channels", "1 mono, 2 stereo (default: the preset's)", type=int)
+    add(model, "--n-filters", "channels of the first conv (default: the preset's)", type=int)
+    add(model, "--dimension", "latent and codebook width D (default: the preset's)", type=int)
+    add(model, "--n-q", "number of codebooks K (default: the preset's)", type=int)
+    add(model, "--bins", "codes per codebook V (default: the preset's)", type=int)
+    add(model, "--ratios", "decoder up-sampling ratios, e.g. 8,5,4,4 (default: the preset's)", type=_ints)
+    add(model, "--lstm-layers", "LSTM layers (default: the preset's)", type=int)
+    add(model, "--disc-filters", "discriminator channels", type=int)
+    add(model, "--disc-n-ffts", "discriminator STFT sizes, one per scale", type=_ints)
+    losses = parser.add_argument_group("losses")
+    add(losses, "--l1-weight", "waveform L1 weight (balanced; 0 = logged only)", type=float)
+    add(losses, "--msspec-weight", "multi-scale mel weight (balanced)", type=float)
+    add(losses, "--adv-weight", "adversarial hinge weight (balanced)", type=float)
+    add(losses, "--feat-weight", "feature-matching weight (balanced)", type=float)
+    add(losses, "--commitment-weight", "RVQ commitment weight (added outside the balancer)", type=float)
+    add(losses, "--balancer", "balance the loss gradients (--no-balancer: plain weighted sum)",
+        action=argparse.BooleanOptionalAction)
+    optim = parser.add_argument_group("optimisation")
+    add(optim, "--max-steps", "training steps (one discriminator and one codec update each)", type=int)
+    add(optim, "--lr", "Adam learning rate, codec and discriminator", type=float)
+    add(optim, "--betas", "Adam betas", type=_floats)
+    run = parser.add_argument_group("run")
+    add(run, "--out", "output folder: checkpoints/, tensorboard/, export/, loss_curve.png", metavar="DIR")
+    add(run, "--valid-every", "validate every N steps", type=int)
+    add(run, "--save-every", "checkpoint every N steps (and always at the end)", type=int)
+    add(run, "--keep-checkpoints", "periodic checkpoints kept besides last.ckpt (-1: all)", type=int)
+    add(run, "--log-every", "log training losses every N steps", type=int)
+    add(run, "--seed", "random seed", type=int)
+    add(run, "--accelerator", "Lightning accelerator: auto, cpu, gpu, ...")
+    add(run, "--devices", "Lightning devices per node: a count, a list like 0,1, or auto")
+    add(run, "--num-nodes", "Lightning nodes", type=int)
+    add(run, "--strategy", "Lightning strategy (ddp is run with find_unused_parameters, see training/trainer.py)")
+    add(run, "--precision", "Lightning precision: 32-true, bf16-mixed, 16-mixed")
+    add(run, "--progress-bar", "show Lightning's progress bar", action=argparse.BooleanOptionalAction)
+    run.add_argument("--resume", nargs="?", const="last", default=argparse.SUPPRESS, metavar="CKPT",
+                     help="continue from a checkpoint this program wrote (no value: OUT/checkpoints/last.ckpt); "
+                          "its saved settings are the defaults, flags given here override them")
+
+
+def resolve_settings(given: dict, saved: dict | None = None) -> CodecTrainSettings:
+    """Defaults < `saved` (a checkpoint's settings) < `given` (flags from the command line).
+
+    Args:
+        given: the parsed flags present on the command line (names as in CodecTrainSettings).
+        saved: `CodecTrainSettings.to_dict()` from a checkpoint, or None.
+    """
+    names = {f.name for f in fields(CodecTrainSettings)}
+    settings = CodecTrainSettings()
+    if saved:
+        settings = replace(settings, **{k: v for k, v in saved.items() if k in names and k != "resume"})
+    return replace(settings, **{k: v for k, v in given.items() if k in names})
