@@ -34,7 +34,7 @@ from encodec.hub import (
     torch_load,
 )
 from encodec.loading import codec_from_hf, load_encodec
-from lm.conditioning import T5Conditioner
+from lm.conditioning import LookupTableConditioner, T5Conditioner
 from lm.config import lm_config_from_audiocraft
 from lm.loading import StateDictMismatchError, build_lm_from_audiocraft, build_lm_from_hf
 from lm.model import MusicGenLM
@@ -51,7 +51,7 @@ SHORT_NAMES = {
 class MusicGenParts:
     lm: MusicGenLM
     codec: EncodecModel
-    text: T5Conditioner
+    text: torch.nn.Module  # T5Conditioner or LookupTableConditioner
     max_duration: float = 30.0  # seconds the model was trained on (audiocraft `dataset.segment_duration`)
 
 
@@ -91,13 +91,26 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
                               "'musicgen' or 'musicgen_melody')")
     state = read_hf_weights(file_getter(source))
     codec = codec_from_hf(config["audio_encoder"], _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
-    text = T5Conditioner(_t5_from_hf(config["text_encoder"], _strip(state, "text_encoder."), source),
-                         _tokenizer(source))
+    text = _text_from_hf(config["text_encoder"], _strip(state, "text_encoder."), source)
     try:
         lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype)
     except StateDictMismatchError as err:
         raise CheckpointError(f"{source} (decoder): {err}") from None
-    return MusicGenParts(lm, codec.fold_weight_norm().to(device).eval(), text.to(device))
+    max_duration = float(config.get("max_duration", 30.0))  # written by inference/export.py
+    return MusicGenParts(lm, codec.fold_weight_norm().to(device).eval(), text.to(device), max_duration)
+
+
+def _text_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+    """T5 (published models) or the word lookup table (small models trained here, see inference/export.py)."""
+    if config.get("model_type") != "lookup_table":
+        return T5Conditioner(_t5_from_hf(config, state, source), _tokenizer(source))
+    text = LookupTableConditioner(int(config["num_bins"]), int(config["d_model"]), int(config.get("max_words", 32)))
+    expected = text.state_dict()
+    if set(state) != set(expected) or state["embedding.weight"].shape != expected["embedding.weight"].shape:
+        raise CheckpointError(f"{source} (text_encoder): expected one table {list(expected['embedding.weight'].shape)}"
+                              f" as text_encoder.embedding.weight, got {sorted(state)}")
+    text.load_state_dict(state)
+    return text.eval()
 
 
 def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:

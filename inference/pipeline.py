@@ -20,7 +20,6 @@ from inference.audio_prompt import prepare_prompt
 from inference.generation import SamplingParams, generate_long, plan_windows, window_steps
 from inference.loading import load_musicgen_parts
 from lm.chroma import ChromaExtractor, null_chroma
-from lm.conditioning import T5Conditioner
 from lm.model import MusicGenLM
 
 
@@ -34,13 +33,13 @@ class MusicGen:
     Args:
         lm: the language model over delayed codec tokens.
         codec: the audio codec (mono; stereo models interleave left/right codebooks).
-        text: the text conditioner.
+        text: the text conditioner (`lm.conditioning`: T5, or the word lookup table of small trained models).
         max_duration: seconds generated in one window (the models were trained on 30 s excerpts).
         extend_stride: seconds added by each further window of a longer piece (audiocraft: 18 s, so each
             window re-reads the last max_duration - extend_stride = 12 s as its prompt).
     """
 
-    def __init__(self, lm: MusicGenLM, codec: EncodecModel, text: T5Conditioner, max_duration: float = 30.0,
+    def __init__(self, lm: MusicGenLM, codec: EncodecModel, text: torch.nn.Module, max_duration: float = 30.0,
                  extend_stride: float = 18.0):
         self.lm, self.codec, self.text = lm, codec, text
         self.max_duration, self.extend_stride = max_duration, extend_stride
