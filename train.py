@@ -2,9 +2,12 @@
 
     python train.py codec --data DIR [--preset encodec-32khz] [--out runs/codec] ...   train EnCodec
     python train.py codec --resume --out runs/codec                                     continue a run
-    python train.py lm ...                                                               (issue 8)
+    python train.py lm --data DIR --codec CODEC [--out runs/lm] ...                     train the MusicGen LM
+    python train.py lm --data DIR --init facebook/musicgen-small ...                    fine-tune a MusicGen
+    python train.py lm --resume --out runs/lm                                           continue a run
 
-The code lives in the `training` package; `python train.py codec --help` lists every setting.
+The code lives in the `training` package; `python train.py codec --help` and `python train.py lm --help` list
+every setting.
 """
 
 import argparse
@@ -14,19 +17,25 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the EnCodec codec or the MusicGen language model.")
     commands = parser.add_subparsers(dest="command", required=True)
+    from training.lm_settings import add_lm_arguments
     from training.settings import add_codec_arguments
 
     codec = commands.add_parser("codec", help="train EnCodec on a folder of audio (GAN, balanced losses)",
                                 description="Train EnCodec on a folder of audio files with Lightning.")
     add_codec_arguments(codec)
-    commands.add_parser("lm", help="train the MusicGen language model (not implemented yet)")
+    lm = commands.add_parser("lm", help="train or fine-tune the MusicGen language model on captioned audio",
+                             description="Train the MusicGen language model on codec tokens of captioned audio "
+                                         "(or fine-tune a published one) with Lightning.")
+    add_lm_arguments(lm)
     args = parser.parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "lm":
-        print("train.py lm: not implemented yet; see issue 8", file=sys.stderr)
-        return 2
+        from training.train_lm import main as train_lm_main
+
+        train_lm_main(given)
+        return 0
     from training.train_codec import main as train_codec_main
 
-    given = {k: v for k, v in vars(args).items() if k != "command"}
     train_codec_main(given)
     return 0
 

@@ -103,7 +103,7 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
 def _text_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
     """T5 (published models) or the word lookup table (small models trained here, see inference/export.py)."""
     if config.get("model_type") != "lookup_table":
-        return T5Conditioner(_t5_from_hf(config, state, source), _tokenizer(source))
+        return T5Conditioner(_t5_from_hf(config, state, source), load_tokenizer(source))
     text = LookupTableConditioner(int(config["num_bins"]), int(config["d_model"]), int(config.get("max_words", 32)))
     expected = text.state_dict()
     if set(state) != set(expected) or state["embedding.weight"].shape != expected["embedding.weight"].shape:
@@ -128,7 +128,7 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
     t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")
     if t5_name is None:
         raise CheckpointError(f"{lm_file}: xp.cfg names no T5 text encoder (conditioners.description.t5.name)")
-    text = T5Conditioner(_t5_from_pretrained(t5_name), _tokenizer(t5_name))
+    text = T5Conditioner(t5_from_pretrained(t5_name), load_tokenizer(t5_name))
     codec = load_encodec(codec_file, device=device)
     max_duration = float(cfg.get("dataset", {}).get("segment_duration") or 30.0)
     return MusicGenParts(lm, codec, text.to(device), max_duration)
@@ -159,7 +159,7 @@ def _t5_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> to
     return model.float().eval()
 
 
-def _t5_from_pretrained(name: str) -> torch.nn.Module:
+def t5_from_pretrained(name: str) -> torch.nn.Module:
     """The T5 encoder an audiocraft config names (e.g. "t5-base"), from the Hub cache or a local folder."""
     from transformers import T5EncoderModel
 
@@ -169,7 +169,7 @@ def _t5_from_pretrained(name: str) -> torch.nn.Module:
         raise CheckpointError(f"cannot load the T5 text encoder {name!r}: {err}") from None
 
 
-def _tokenizer(source: str):
+def load_tokenizer(source: str):
     """The tokenizer stored with the checkpoint (T5's sentencepiece for the published models)."""
     from transformers import AutoTokenizer
 

@@ -36,13 +36,16 @@ class MusicGen:
         text: the text conditioner (`lm.conditioning`: T5, or the word lookup table of small trained models).
         max_duration: seconds generated in one window (the models were trained on 30 s excerpts).
         extend_stride: seconds added by each further window of a longer piece (audiocraft: 18 s, so each
-            window re-reads the last max_duration - extend_stride = 12 s as its prompt).
+            window re-reads the last max_duration - extend_stride = 12 s as its prompt). Default
+            min(18, 0.6 * max_duration), for models trained on windows shorter than 30 s.
     """
 
     def __init__(self, lm: MusicGenLM, codec: EncodecModel, text: torch.nn.Module, max_duration: float = 30.0,
-                 extend_stride: float = 18.0):
+                 extend_stride: float | None = None):
         self.lm, self.codec, self.text = lm, codec, text
-        self.max_duration, self.extend_stride = max_duration, extend_stride
+        # audiocraft's 18 s for 30 s windows; models trained on shorter windows keep the same 60% stride
+        self.max_duration = max_duration
+        self.extend_stride = extend_stride if extend_stride is not None else min(18.0, 0.6 * max_duration)
         codec_codebooks = codec.num_codebooks * lm.config.audio_channels
         if lm.config.num_codebooks != codec_codebooks:
             raise ValueError(f"the LM predicts {lm.config.num_codebooks} codebooks, the codec gives "

@@ -43,6 +43,7 @@ def test_round_trip_of_a_lookup_table_model(tmp_path):
     save_musicgen(mg, tmp_path / "demo")
     again = MusicGen.from_pretrained(tmp_path / "demo", device="cpu")
     assert isinstance(again.text, LookupTableConditioner) and again.max_duration == 8.0
+    assert again.extend_stride == pytest.approx(4.8)  # 60% of a window shorter than audiocraft's 30 s
     assert again.lm.config == mg.lm.config and again.codec.config == mg.codec.config
     codes = mg.generate_tokens(["slow piano"], duration=0.2, seed=3)
     assert torch.equal(codes, again.generate_tokens(["slow piano"], duration=0.2, seed=3))

@@ -173,11 +173,6 @@ def test_settings_reject_segments_shorter_than_the_discriminator_window(tmp_path
         tiny_settings(tmp_path, tmp_path, segment_seconds=0.05).check()  # 400 samples < n_fft 512
 
 
-def test_lm_subcommand_is_not_implemented(capsys):
-    assert train.main(["lm"]) == 2
-    assert "issue 8" in capsys.readouterr().err
-
-
 def test_scan_skips_unreadable_files_and_ignores_other_files(tmp_path):
     write_synthetic_dataset(tmp_path, count=2, seconds=0.3, sample_rate=RATE)
     broken = write_broken_files(tmp_path)

@@ -45,7 +45,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """A checkpoint written by `train.py codec`, read without running code. Raises ValueError otherwise."""
+    """A checkpoint written by `train.py`, read without running code. Raises ValueError otherwise."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -54,7 +54,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     except Exception as err:  # corrupt, or a pickle that needs code: not ours either way
         raise ValueError(f"{path} is not a checkpoint of this program (cannot load it weights-only): {err}") from err
     if not isinstance(checkpoint, dict) or "settings" not in checkpoint or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a codec training checkpoint of this program (no saved settings)")
+        raise ValueError(f"{path} is not a training checkpoint of this program (no saved settings)")
     return checkpoint
 
 

@@ -119,10 +119,9 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(","))
 
 
-def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `train.py codec` flags. Their parsed defaults are absent (SUPPRESS) so that `resolve_settings`
-    can tell a flag given on the command line from a default."""
-    defaults = CodecTrainSettings()
+def argument_adder(defaults):
+    """`add(group, flag, help, **kwargs)`: a flag whose parsed default is absent (SUPPRESS) and whose help shows
+    the default of the matching field of `defaults`."""
 
     def add(group, flag: str, help: str, **kwargs) -> None:  # noqa: A002 - argparse's own word
         default = getattr(defaults, flag.lstrip("-").replace("-", "_"))
@@ -131,6 +130,13 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
             help = f"{help} (default: {shown})"
         group.add_argument(flag, default=argparse.SUPPRESS, help=help, **kwargs)
 
+    return add
+
+
+def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `train.py codec` flags. Their parsed defaults are absent (SUPPRESS) so that `resolve_settings`
+    can tell a flag given on the command line from a default."""
+    add = argument_adder(CodecTrainSettings())
     data = parser.add_argument_group("data")
     add(data, "--data", "folder of training audio (wav, flac, ogg; searched recursively); required unless --resume",
         metavar="DIR")
@@ -190,8 +196,12 @@ def resolve_settings(given: dict, saved: dict | None = None) -> CodecTrainSettin
         given: the parsed flags present on the command line (names as in CodecTrainSettings).
         saved: `CodecTrainSettings.to_dict()` from a checkpoint, or None.
     """
-    names = {f.name for f in fields(CodecTrainSettings)}
-    settings = CodecTrainSettings()
+    return resolve_fields(CodecTrainSettings(), given, saved)
+
+
+def resolve_fields(settings, given: dict, saved: dict | None):
+    """`settings` (a settings dataclass holding the defaults) < `saved` < `given`; "resume" is never inherited."""
+    names = {f.name for f in fields(settings)}
     if saved:
         settings = replace(settings, **{k: v for k, v in saved.items() if k in names and k != "resume"})
     return replace(settings, **{k: v for k, v in given.items() if k in names})

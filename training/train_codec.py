@@ -101,6 +101,7 @@ def build_trainer(settings: CodecTrainSettings, callbacks: Sequence[Callback] = 
         dirpath=out / "checkpoints", filename="step{codec_step:07.0f}", auto_insert_metric_name=False,
         monitor="step", mode="max", save_top_k=settings.keep_checkpoints, save_last=True,
         every_n_train_steps=settings.save_every * steps,
+        enable_version_counter=False,  # SaveLastAtEnd rewrites last.ckpt; no "last-v1.ckpt" beside it
     )
     devices = int(settings.devices) if settings.devices.lstrip("-").isdigit() else settings.devices
     return L.Trainer(

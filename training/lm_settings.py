@@ -1,0 +1,192 @@
+"""Settings of a language-model training run (`train.py lm`): one frozen dataclass and its command line.
+
+They resolve as the codec's do (training/settings.py): the defaults below < the settings saved in the
+checkpoint named by `--resume` < the flags given on the command line.
+
+Defaults follow audiocraft's MusicGen solver (`config/solver/musicgen/default.yaml`) where it has one: AdamW,
+lr 1e-4, betas (0.9, 0.95), weight decay 0.1 (on every parameter), eps 1e-8, gradient norm clipped to 1.0;
+a linear warmup then a cosine decay to 0 (`musicgen_base_32khz.yaml`: cosine, lr_min_ratio 0); condition
+dropout 0.3 and word dropout 0.3 (`text2music.yaml`, REFERENCE.md section 1.6). Sizes and segments are
+smaller than the published ones (dim 1024+, 30 s segments, batch 128+) so that a first run fits anywhere;
+the default LM is audiocraft's "base" scale (dim 512, 8 layers, 8 heads).
+"""
+
+import argparse
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from training.settings import _floats, argument_adder, resolve_fields
+
+TEXT_CONDITIONERS = ("lut", "t5")
+MODEL_FLAGS = ("dim", "layers", "heads", "ffn_dim", "text", "lut_bins", "t5")  # defined by --init when given
+
+
+@dataclass(frozen=True)
+class LMTrainSettings:
+    """Everything that defines an LM training run; saved inside every checkpoint it writes."""
+
+    # data
+    data: str | None = None  # folder of captioned audio (sidecar .txt / .json per file), searched recursively
+    manifest: str | None = None  # or a JSONL manifest: {"path": ..., "caption": ...} per line
+    valid_data: str | None = None  # a validation folder or .jsonl manifest; default: hold out part of the data
+    valid_fraction: float = 0.1
+    valid_examples: int = 32  # fixed validation windows
+    cache: str | None = None  # token cache folder; default OUT/tokens
+    codec: str | None = None  # codec: repo id, folder, checkpoint file, or a `train.py codec` run / checkpoint
+    segment_seconds: float = 10.0
+    batch_size: int = 16
+    num_workers: int = 2
+    # model: a new LM, or one fine-tuned from a published / exported MusicGen
+    init: str | None = None
+    dim: int = 512
+    layers: int = 8
+    heads: int = 8
+    ffn_dim: int | None = None  # default 4 * dim
+    text: str = "lut"
+    lut_bins: int = 4096
+    t5: str = "t5-base"
+    # objective
+    cfg_dropout: float = 0.3
+    word_dropout: float = 0.3
+    # optimisation
+    max_steps: int = 10_000
+    lr: float = 1e-4
+    betas: tuple[float, ...] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    # run
+    out: str = "runs/lm"
+    valid_every: int = 500
+    save_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    sample_every: int = 1000  # 0: never
+    sample_seconds: float | None = None  # default: segment_seconds
+    num_samples: int = 2
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str = "1"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    progress_bar: bool = True
+    resume: str | None = None  # a checkpoint path, or "last" for OUT/checkpoints/last.ckpt
+
+    @property
+    def cache_folder(self) -> Path:
+        return Path(self.cache) if self.cache else Path(self.out) / "tokens"
+
+    @property
+    def sample_duration(self) -> float:
+        return self.sample_seconds if self.sample_seconds is not None else self.segment_seconds
+
+    def check(self) -> None:
+        """Raise ValueError on settings that cannot train."""
+        if bool(self.data) == bool(self.manifest):
+            raise ValueError("give one of --data (a folder of captioned audio) or --manifest (a JSONL file)")
+        for source in (self.data, self.manifest, self.valid_data):
+            if source and not Path(source).exists():
+                raise ValueError(f"not found: {source}")
+        if not self.codec and not self.init:
+            raise ValueError("--codec is required (the codec whose tokens the LM models), unless --init gives one")
+        if self.text not in TEXT_CONDITIONERS:
+            raise ValueError(f"--text must be one of {TEXT_CONDITIONERS}, got {self.text!r}")
+        if self.dim % self.heads != 0:
+            raise ValueError(f"--dim {self.dim} is not divisible by --heads {self.heads}")
+        for name in ("cfg_dropout", "word_dropout", "valid_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1]")
+        if self.segment_seconds <= 0:
+            raise ValueError("--segment-seconds must be > 0")
+        if not 0 < self.sample_duration <= self.segment_seconds:
+            raise ValueError("--sample-seconds must be in (0, --segment-seconds]: samples are generated in one window")
+        if len(self.betas) != 2:
+            raise ValueError(f"--betas takes two numbers, got {self.betas}")
+        for name in ("batch_size", "max_steps", "valid_every", "save_every", "log_every", "valid_examples", "dim",
+                     "layers", "heads", "lut_bins", "num_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("warmup_steps", "sample_every", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.keep_checkpoints == 0 or self.keep_checkpoints < -1:
+            raise ValueError("--keep-checkpoints must be -1 (all) or at least 1")
+
+    def to_dict(self) -> dict:
+        """Plain types only (str, numbers, tuples, None), so a checkpoint holding it loads with weights_only."""
+        return asdict(self)
+
+
+def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `train.py lm` flags (parsed defaults absent, so that flags given can be told from defaults)."""
+    add = argument_adder(LMTrainSettings())
+    data = parser.add_argument_group("data")
+    add(data, "--data", "folder of audio (wav, flac, ogg; recursive) with a caption per file: a sidecar .txt, "
+        'or .json with "caption" or "description"', metavar="DIR")
+    add(data, "--manifest", 'instead of --data: a JSONL file, one {"path": ..., "caption": ...} per line '
+        "(paths relative to the manifest)", metavar="FILE")
+    add(data, "--valid-data", "validation folder or .jsonl manifest (default: hold out --valid-fraction)",
+        metavar="DIR|FILE")
+    add(data, "--valid-fraction", "share of the files held out for validation without --valid-data", type=float)
+    add(data, "--valid-examples", "number of fixed validation windows", type=int)
+    add(data, "--cache", "token cache folder, reused across runs (default: OUT/tokens)", metavar="DIR")
+    add(data, "--codec", "the codec: Hub repo id, folder, checkpoint file, or a `train.py codec` output folder or "
+        "checkpoint; with --init, omit it (the model's codec is used)", metavar="SOURCE")
+    add(data, "--segment-seconds", "length of each training window (published: 30)", type=float)
+    add(data, "--batch-size", "windows per batch and per device", type=int)
+    add(data, "--num-workers", "data loader processes per device", type=int)
+    model = parser.add_argument_group("model (a new LM, or --init to fine-tune one)")
+    add(model, "--init", "fine-tune this MusicGen (facebook/musicgen-small, a folder, an OUT/export): its LM, "
+        "codec and text encoder are used", metavar="SOURCE")
+    add(model, "--dim", "LM width D", type=int)
+    add(model, "--layers", "transformer layers", type=int)
+    add(model, "--heads", "attention heads", type=int)
+    add(model, "--ffn-dim", "feed-forward width (default: 4 * dim)", type=int)
+    add(model, "--text", "text conditioner: lut (learned word table, no download) or t5 (frozen T5 encoder)",
+        choices=TEXT_CONDITIONERS)
+    add(model, "--lut-bins", "rows of the word table (words are hashed into them)", type=int)
+    add(model, "--t5", "T5 model with --text t5 (Hub name or folder)", metavar="NAME")
+    objective = parser.add_argument_group("objective")
+    add(objective, "--cfg-dropout", "probability of dropping the descriptions of a whole batch (classifier-free "
+        "guidance)", type=float)
+    add(objective, "--word-dropout", "probability of dropping each word of a description", type=float)
+    optim = parser.add_argument_group("optimisation")
+    add(optim, "--max-steps", "training steps", type=int)
+    add(optim, "--lr", "AdamW peak learning rate", type=float)
+    add(optim, "--betas", "AdamW betas", type=_floats)
+    add(optim, "--weight-decay", "AdamW weight decay", type=float)
+    add(optim, "--warmup-steps", "linear warmup steps, then a cosine decay to 0 at --max-steps", type=int)
+    add(optim, "--grad-clip", "clip the gradient norm to this (0: no clipping)", type=float)
+    run = parser.add_argument_group("run")
+    add(run, "--out", "output folder: checkpoints/, tensorboard/, tokens/, export/, loss_curve.png", metavar="DIR")
+    add(run, "--valid-every", "validate every N steps", type=int)
+    add(run, "--save-every", "checkpoint every N steps (and always at the end)", type=int)
+    add(run, "--keep-checkpoints", "periodic checkpoints kept besides last.ckpt (-1: all)", type=int)
+    add(run, "--log-every", "log training losses every N steps", type=int)
+    add(run, "--sample-every", "generate audio from validation captions every N steps, to TensorBoard (0: never)",
+        type=int)
+    add(run, "--sample-seconds", "length of those samples (default: --segment-seconds)", type=float)
+    add(run, "--num-samples", "how many samples each time", type=int)
+    add(run, "--seed", "random seed", type=int)
+    add(run, "--accelerator", "Lightning accelerator: auto, cpu, gpu, ...")
+    add(run, "--devices", "Lightning devices per node: a count, a list like 0,1, or auto")
+    add(run, "--num-nodes", "Lightning nodes", type=int)
+    add(run, "--strategy", "Lightning strategy: auto, ddp, fsdp, ...")
+    add(run, "--precision", "Lightning precision: 32-true, bf16-mixed, 16-mixed")
+    add(run, "--progress-bar", "show progress bars", action=argparse.BooleanOptionalAction)
+    run.add_argument("--resume", nargs="?", const="last", default=argparse.SUPPRESS, metavar="CKPT",
+                     help="continue from a checkpoint this program wrote (no value: OUT/checkpoints/last.ckpt); "
+                          "its saved settings are the defaults, flags given here override them")
+
+
+def resolve_lm_settings(given: dict, saved: dict | None = None) -> LMTrainSettings:
+    """Defaults < `saved` (a checkpoint's settings) < `given` (flags from the command line).
+
+    Raises:
+        ValueError: when --init is combined with flags that shape a new model.
+    """
+    settings = resolve_fields(LMTrainSettings(), given, saved)
+    if settings.init and (conflict := [f"--{k.replace('_', '-')}" for k in MODEL_FLAGS if k in given]):
+        raise ValueError(f"--init takes the model from {settings.init}; drop {', '.join(conflict)}")
+    return settings
