@@ -104,12 +104,17 @@ def plan_windows(prompt_frames: int, total_frames: int, window: int, stride: int
 
 def generate_long(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, total_frames: int, window: int,
                   stride: int, params: SamplingParams, generator: torch.Generator | None = None,
-                  on_step: Callable[[], None] | None = None) -> torch.Tensor:
-    """`generate_window` over sliding windows: codes [B, K, total_frames], the prompt first."""
+                  on_step: Callable[[], None] | None = None, window_fn: Callable | None = None) -> torch.Tensor:
+    """A window function over sliding windows: codes [B, K, total_frames], the prompt first.
+
+    `window_fn` has `generate_window`'s signature and results (the default; `inference.fast.generate_window_fast`
+    is the faster equivalent the pipeline uses).
+    """
+    window_fn = window_fn or generate_window
     pieces, context = [prompt], prompt
     for prompt_frames, frames in plan_windows(prompt.shape[-1], total_frames, window, stride):
         assert context.shape[-1] == prompt_frames
-        codes = generate_window(lm, cond, context, frames, params, generator, on_step)  # [B, K, frames]
+        codes = window_fn(lm, cond, context, frames, params, generator, on_step)  # [B, K, frames]
         pieces.append(codes[..., prompt_frames:])
         context = codes[..., stride:]
     return torch.cat(pieces, dim=-1)  # [B, K, total_frames]

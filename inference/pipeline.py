@@ -10,6 +10,7 @@ The token loops live in `inference/generation.py`; this class wires the parts an
 import math
 import os
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from tqdm.auto import tqdm
@@ -17,7 +18,8 @@ from tqdm.auto import tqdm
 from encodec import EncodecModel
 from inference.audio import resample
 from inference.audio_prompt import prepare_prompt
-from inference.generation import SamplingParams, generate_long, plan_windows, window_steps
+from inference.fast import generate_window_fast
+from inference.generation import SamplingParams, generate_long, generate_window, plan_windows, window_steps
 from inference.loading import load_musicgen_parts
 from lm.chroma import ChromaExtractor, null_chroma
 from lm.model import MusicGenLM
@@ -46,6 +48,9 @@ class MusicGen:
         # audiocraft's 18 s for 30 s windows; models trained on shorter windows keep the same 60% stride
         self.max_duration = max_duration
         self.extend_stride = extend_stride if extend_stride is not None else min(18.0, 0.6 * max_duration)
+        # The decoding loop: inference/fast.py (static cache, prefill + one-step decode; equal tokens) by default,
+        # inference/generation.py's reference loop with fast=False. cuda_graphs records the step on CUDA.
+        self.fast, self.cuda_graphs = True, False
         codec_codebooks = codec.num_codebooks * lm.config.audio_channels
         if lm.config.num_codebooks != codec_codebooks:
             raise ValueError(f"the LM predicts {lm.config.num_codebooks} codebooks, the codec gives "
@@ -217,7 +222,9 @@ class MusicGen:
                 callback(done, total)
 
         try:
-            return generate_long(self.lm, cond, prompt, num_frames, window, stride, params, generator, on_step)
+            window_fn = partial(generate_window_fast, compile=self.cuda_graphs) if self.fast else generate_window
+            return generate_long(self.lm, cond, prompt, num_frames, window, stride, params, generator, on_step,
+                                 window_fn)
         finally:
             bar.close()
 
