@@ -61,3 +61,21 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 def resume_path(resume: str, out: str | os.PathLike) -> Path:
     """The checkpoint `--resume` names: "last" is OUT/checkpoints/last.ckpt, anything else a path."""
     return Path(out) / "checkpoints" / LAST if resume == "last" else Path(resume)
+
+
+def settings_for_run(given: dict, default_out: str, resolve):
+    """Resolve a training command's settings: defaults < the resumed checkpoint's settings < the given flags.
+
+    Args:
+        given: the flags present on the command line; with "resume", the checkpoint it names is read.
+        default_out: the command's default output folder (where "--resume" with no value looks).
+        resolve: `(given, saved) -> settings` of the command.
+    Returns:
+        the resolved settings.
+    """
+    saved = None
+    if "resume" in given:
+        path = resume_path(given["resume"], given.get("out", default_out))
+        saved = read_checkpoint(path)["settings"]
+        given = {**given, "resume": str(path)}
+    return resolve(given, saved)

@@ -15,7 +15,7 @@ import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.settings import _floats, argument_adder, resolve_fields
+from training.settings import _floats, add_run_arguments, argument_adder, resolve_fields
 
 TEXT_CONDITIONERS = ("lut", "t5")
 MODEL_FLAGS = ("dim", "layers", "heads", "ffn_dim", "text", "lut_bins", "t5")  # defined by --init when given
@@ -160,24 +160,11 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     add(optim, "--grad-clip", "clip the gradient norm to this (0: no clipping)", type=float)
     run = parser.add_argument_group("run")
     add(run, "--out", "output folder: checkpoints/, tensorboard/, tokens/, export/, loss_curve.png", metavar="DIR")
-    add(run, "--valid-every", "validate every N steps", type=int)
-    add(run, "--save-every", "checkpoint every N steps (and always at the end)", type=int)
-    add(run, "--keep-checkpoints", "periodic checkpoints kept besides last.ckpt (-1: all)", type=int)
-    add(run, "--log-every", "log training losses every N steps", type=int)
     add(run, "--sample-every", "generate audio from validation captions every N steps, to TensorBoard (0: never)",
         type=int)
     add(run, "--sample-seconds", "length of those samples (default: --segment-seconds)", type=float)
     add(run, "--num-samples", "how many samples each time", type=int)
-    add(run, "--seed", "random seed", type=int)
-    add(run, "--accelerator", "Lightning accelerator: auto, cpu, gpu, ...")
-    add(run, "--devices", "Lightning devices per node: a count, a list like 0,1, or auto")
-    add(run, "--num-nodes", "Lightning nodes", type=int)
-    add(run, "--strategy", "Lightning strategy: auto, ddp, fsdp, ...")
-    add(run, "--precision", "Lightning precision: 32-true, bf16-mixed, 16-mixed")
-    add(run, "--progress-bar", "show progress bars", action=argparse.BooleanOptionalAction)
-    run.add_argument("--resume", nargs="?", const="last", default=argparse.SUPPRESS, metavar="CKPT",
-                     help="continue from a checkpoint this program wrote (no value: OUT/checkpoints/last.ckpt); "
-                          "its saved settings are the defaults, flags given here override them")
+    add_run_arguments(run, add)
 
 
 def resolve_lm_settings(given: dict, saved: dict | None = None) -> LMTrainSettings:

@@ -173,6 +173,12 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
     add(optim, "--betas", "Adam betas", type=_floats)
     run = parser.add_argument_group("run")
     add(run, "--out", "output folder: checkpoints/, tensorboard/, export/, loss_curve.png", metavar="DIR")
+    add_run_arguments(run, add, strategy_help="Lightning strategy (ddp is run with find_unused_parameters)")
+
+
+def add_run_arguments(run, add, strategy_help: str = "Lightning strategy: auto, ddp, fsdp, ...") -> None:
+    """The flags every training command shares: validation/checkpoint cadence, seed, Lightning's own hardware
+    flags, and --resume. `add` is the command's `argument_adder` (its defaults)."""
     add(run, "--valid-every", "validate every N steps", type=int)
     add(run, "--save-every", "checkpoint every N steps (and always at the end)", type=int)
     add(run, "--keep-checkpoints", "periodic checkpoints kept besides last.ckpt (-1: all)", type=int)
@@ -181,7 +187,7 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
     add(run, "--accelerator", "Lightning accelerator: auto, cpu, gpu, ...")
     add(run, "--devices", "Lightning devices per node: a count, a list like 0,1, or auto")
     add(run, "--num-nodes", "Lightning nodes", type=int)
-    add(run, "--strategy", "Lightning strategy (ddp is run with find_unused_parameters, see training/trainer.py)")
+    add(run, "--strategy", strategy_help)
     add(run, "--precision", "Lightning precision: 32-true, bf16-mixed, 16-mixed")
     add(run, "--progress-bar", "show Lightning's progress bar", action=argparse.BooleanOptionalAction)
     run.add_argument("--resume", nargs="?", const="last", default=argparse.SUPPRESS, metavar="CKPT",

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from encodec import save_encodec
-from training.checkpoints import LAST, AtomicCheckpointIO, read_checkpoint, resume_path
+from training.checkpoints import LAST, AtomicCheckpointIO, resume_path, settings_for_run
 from training.codec import OPTIMIZER_STEPS_PER_BATCH, CodecTrainingModule
 from training.data import AudioSegmentDataset, scan_audio_files, split_files
 from training.plots import plot_training_curves
@@ -161,12 +161,7 @@ def main(given: dict) -> None:
         given: the flags present on the command line (see `training.settings.add_codec_arguments`).
     """
     try:
-        saved = None
-        if "resume" in given:
-            path = resume_path(given["resume"], given.get("out", CodecTrainSettings.out))
-            saved = read_checkpoint(path)["settings"]
-            given = {**given, "resume": str(path)}
-        settings = resolve_settings(given, saved)
+        settings = settings_for_run(given, CodecTrainSettings.out, resolve_settings)
         settings.check()
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"train.py codec: error: {err}") from None

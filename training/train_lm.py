@@ -29,7 +29,7 @@ from inference.loading import load_tokenizer, t5_from_pretrained
 from lm.conditioning import LookupTableConditioner, T5Conditioner
 from lm.config import LMConfig
 from lm.model import MusicGenLM
-from training.checkpoints import LAST, AtomicCheckpointIO, read_checkpoint, resume_path
+from training.checkpoints import LAST, AtomicCheckpointIO, read_checkpoint, resume_path, settings_for_run
 from training.lm import LMTrainingModule, init_lm_weights
 from training.lm_data import LMDataModule
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
@@ -198,12 +198,7 @@ def main(given: dict) -> None:
         given: the flags present on the command line (see `training.lm_settings.add_lm_arguments`).
     """
     try:
-        saved = None
-        if "resume" in given:
-            path = resume_path(given["resume"], given.get("out", LMTrainSettings.out))
-            saved = read_checkpoint(path)["settings"]
-            given = {**given, "resume": str(path)}
-        settings = resolve_lm_settings(given, saved)
+        settings = settings_for_run(given, LMTrainSettings.out, resolve_lm_settings)
         settings.check()
         report(f"train.py lm, resolved settings:\n{json.dumps(settings.to_dict(), indent=2)}")
         run = prepare_run(settings)
