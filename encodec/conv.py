@@ -118,16 +118,23 @@ class PaddedConv1d(nn.Module):
         self.padding_total = self.effective_kernel - stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convolve(self.pad(x))  # [B, C_out, ceil(T / stride)]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C_in, T] -> [B, C_in, T'] padded for `convolve` (x itself when no padding is needed)."""
         extra = extra_padding_for_conv1d(x.shape[-1], self.effective_kernel, self.stride, self.padding_total)
         if self.causal:
             left, right = self.padding_total, 0
         else:
             right = self.padding_total // 2
             left = self.padding_total - right  # the odd sample goes left
-        x = pad1d(x, (left, right + extra), self.pad_mode)  # [B, C_in, T']
+        return pad1d(x, (left, right + extra), self.pad_mode)  # [B, C_in, T']
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution (and norm) of an already padded input: [B, C_in, T'] -> [B, C_out, T_out]."""
         if self.effective_kernel == 1 and self.stride == 1:  # 1x1 conv: the faster equivalent
             return self.norm(pointwise_conv1d(x, self.conv.weight, self.conv.bias))
-        return self.norm(self.conv(x))  # [B, C_out, ceil(T / stride)]
+        return self.norm(self.conv(x))
 
 
 def pointwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

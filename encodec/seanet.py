@@ -16,6 +16,7 @@ into fresh memory costs as much as the ELU itself (bench/codec.py).
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from encodec.config import EncodecConfig
@@ -34,7 +35,7 @@ class ResidualBlock(nn.Module):
         hidden = dim // config.compress
         conv = dict(causal=config.causal, pad_mode=config.pad_mode, norm=config.norm)
         self.block = nn.Sequential(
-            nn.ELU(),  # not in place: x is still needed by the skip connection
+            nn.ELU(),  # applied in `forward` on the padded copy of x (x is still needed by the skip connection)
             PaddedConv1d(dim, hidden, config.residual_kernel_size, dilation=dilation, **conv),
             nn.ELU(inplace=True),
             PaddedConv1d(hidden, dim, 1, **conv),
@@ -42,7 +43,13 @@ class ResidualBlock(nn.Module):
         self.shortcut = nn.Identity() if config.true_skip else PaddedConv1d(dim, dim, 1, **conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x).add_(self.shortcut(x))  # [B, dim, T]
+        first = self.block[1]
+        # block[0]'s ELU commutes with padding (padding only copies samples), so pad first and apply the ELU in
+        # place on the padded copy: one pass over memory fewer. x itself stays intact for the skip connection.
+        padded = first.pad(x)  # [B, dim, T']
+        h = first.convolve(F.elu(padded) if padded is x else F.elu_(padded))  # [B, dim / compress, T]
+        h = self.block[3](self.block[2](h))  # [B, dim, T]
+        return h.add_(self.shortcut(x))
 
 
 class LSTMBlock(nn.Module):
