@@ -4,6 +4,7 @@ It is the oracle of the pipeline tests: our `MusicGen.from_pretrained(folder)` m
 codes and the same audio as `MusicgenForConditionalGeneration.generate` on these weights.
 """
 
+import math
 from pathlib import Path
 
 import torch
@@ -62,15 +63,23 @@ def save_tiny_musicgen(folder: Path, stereo: bool = False) -> tuple[transformers
     return model, folder
 
 
-def hf_generate_codes(model, descriptions: list[str], num_frames: int, guidance_scale: float | None):
-    """transformers' greedy generation: (codes [B, K, T], audio [B, C, N])."""
-    tokenizer = word_tokenizer()
-    inputs = tokenizer(descriptions, return_tensors="pt", padding=True)
-    captured = {}
+def hf_generate_codes(model, descriptions: list[str], num_frames: int, guidance_scale: float | None,
+                      input_values: torch.Tensor | None = None):
+    """transformers' greedy generation: (codes [B, K, T], audio [B, C, N]), T = num_frames in all.
+
+    With `input_values` (an audio prompt [B, C, N]) it continues the prompt, whose frames count in T.
+    transformers' `max_new_tokens` counts pattern steps after the prompt's frames: T - T_prompt + max_delay.
+    """
+    inputs = word_tokenizer()(descriptions, return_tensors="pt", padding=True)
+    if input_values is not None:
+        inputs["input_values"] = input_values
+    hop = math.prod(model.audio_encoder.config.upsampling_ratios)
+    prompt_frames = 0 if input_values is None else input_values.shape[-1] // hop
+    captured = []
     decode = model.audio_encoder.decode
 
     def capture(codes, *args, **kwargs):
-        captured.setdefault("codes", []).append(codes[0])
+        captured.append(codes[0])
         return decode(codes, *args, **kwargs)
 
     model.audio_encoder.decode = capture
@@ -78,14 +87,12 @@ def hf_generate_codes(model, descriptions: list[str], num_frames: int, guidance_
     try:
         with torch.no_grad():
             audio = model.generate(**inputs, do_sample=False, guidance_scale=guidance_scale,
-                                   max_new_tokens=num_frames + max_delay)
+                                   max_new_tokens=num_frames - prompt_frames + max_delay)
     finally:
         model.audio_encoder.decode = decode
-    codes = captured["codes"]
-    if len(codes) == 2:  # stereo: left codebooks then right, interleave them back
-        left, right = codes
-        codes = [torch.stack([left, right], dim=2).flatten(1, 2)]
-    return codes[0], audio
+    # stereo models decode left then right codebooks: interleave them back
+    codes = captured[0] if len(captured) == 1 else torch.stack(captured, dim=2).flatten(1, 2)
+    return codes, audio
 
 
 def tiny_melody_musicgen(chroma_length: int = 20) -> transformers.MusicgenMelodyForConditionalGeneration:

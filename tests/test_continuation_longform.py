@@ -6,36 +6,13 @@ import torch
 from inference import MusicGen
 from inference.audio_prompt import prepare_prompt
 from inference.generation import SamplingParams, generate_window, plan_windows
-from tests.musicgen_oracle import save_tiny_musicgen, word_tokenizer
+from tests.musicgen_oracle import hf_generate_codes, save_tiny_musicgen
 
 
 @pytest.fixture(scope="module", params=["mono", "stereo"])
 def checkpoint(request, tmp_path_factory):
     oracle, folder = save_tiny_musicgen(tmp_path_factory.mktemp(request.param), stereo=request.param == "stereo")
     return oracle, MusicGen.from_pretrained(folder, device="cpu")
-
-
-def _hf_continuation(oracle, prompt_wav, descriptions, num_frames, guidance_scale):
-    """transformers' greedy continuation: (codes [B, K, T], audio). Its max_new_tokens counts pattern steps."""
-    prompt_frames = prompt_wav.shape[-1] // 16
-    captured = []
-    decode = oracle.audio_encoder.decode
-
-    def capture(codes, *args, **kwargs):
-        captured.append(codes[0])
-        return decode(codes, *args, **kwargs)
-
-    oracle.audio_encoder.decode = capture
-    max_delay = oracle.decoder.num_codebooks // oracle.decoder.config.audio_channels - 1
-    inputs = word_tokenizer()(descriptions, return_tensors="pt", padding=True)
-    try:
-        with torch.no_grad():
-            audio = oracle.generate(**inputs, input_values=prompt_wav, do_sample=False, guidance_scale=guidance_scale,
-                                    max_new_tokens=num_frames - prompt_frames + max_delay)
-    finally:
-        oracle.audio_encoder.decode = decode
-    codes = captured[0] if len(captured) == 1 else torch.stack(captured, dim=2).flatten(1, 2)
-    return codes, audio
 
 
 @pytest.mark.parametrize("cfg", [1.0, 3.0], ids=["no-cfg", "cfg3"])
@@ -45,7 +22,7 @@ def test_greedy_continuation_equals_transformers(checkpoint, cfg):
     channels = ours.audio_channels
     prompt = torch.randn(2, channels, 160) * 0.3  # 0.2 s = 10 frames at 800 Hz
     descriptions = ["lo-fi funk", "jazz song"]
-    want_codes, want_audio = _hf_continuation(oracle, prompt, descriptions, 24, cfg if cfg > 1 else None)
+    want_codes, want_audio = hf_generate_codes(oracle, descriptions, 24, cfg if cfg > 1 else None, prompt)
     audio = ours.generate_continuation(prompt, 800, descriptions, duration=24 / 50, use_sampling=False, cfg_coef=cfg)
     assert want_codes.shape[-1] == 24
     assert audio.shape == want_audio.shape == (2, channels, 24 * 16)

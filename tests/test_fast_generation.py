@@ -15,7 +15,6 @@ from tests.musicgen_oracle import (
     hf_generate_codes,
     save_tiny_melody_musicgen,
     save_tiny_musicgen,
-    word_tokenizer,
 )
 
 FRAMES = 12
@@ -66,23 +65,7 @@ def test_audio_prompt_continuation_equals_transformers(checkpoint, cfg):
     torch.manual_seed(0)
     wav = torch.randn(2, ours.audio_channels, 96) * 0.3  # 6 frames at 800 Hz, 16 samples per frame
     descriptions = ["lo-fi funk", "jazz song"]
-    captured = []
-    decode = oracle.audio_encoder.decode
-
-    def capture(codes, *args, **kwargs):
-        captured.append(codes[0])
-        return decode(codes, *args, **kwargs)
-
-    oracle.audio_encoder.decode = capture
-    inputs = word_tokenizer()(descriptions, return_tensors="pt", padding=True)
-    max_delay = max(ours.lm.config.delays)
-    try:
-        with torch.no_grad():  # transformers' max_new_tokens counts pattern steps after the prompt's frames
-            oracle.generate(**inputs, input_values=wav, do_sample=False, guidance_scale=cfg if cfg > 1 else None,
-                            max_new_tokens=FRAMES - 6 + max_delay)
-    finally:
-        oracle.audio_encoder.decode = decode
-    want = captured[0] if len(captured) == 1 else torch.stack(captured, dim=2).flatten(1, 2)  # stereo: interleave
+    want, _ = hf_generate_codes(oracle, descriptions, FRAMES, cfg if cfg > 1 else None, wav)
     prompt = prepare_prompt(ours.codec, ours.audio_channels, wav, 800)  # [2, K, 6]
     cond = ours._condition(descriptions, with_null=cfg > 1)
     fast = generate_window_fast(ours.lm, cond, prompt, FRAMES, SamplingParams(use_sampling=False, cfg_coef=cfg))
