@@ -59,16 +59,24 @@ def scan_audio_files(root: str | Path) -> ScanResult:
         raise FileNotFoundError(f"audio folder not found: {root}")
     result = ScanResult()
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
-        try:
-            info = sf.info(str(path))
-            if info.frames <= 0:
-                raise ValueError("no samples")
-        except Exception as err:  # libsndfile's errors have several types; any of them means "cannot use"
-            warnings.warn(f"skipping unreadable audio file {path}: {err}", stacklevel=2)
+        audio = probe_audio(path)
+        if audio is None:
             result.skipped.append(str(path))
-            continue
-        result.readable.append(AudioFile(str(path), info.samplerate, info.frames, info.channels))
+        else:
+            result.readable.append(audio)
     return result
+
+
+def probe_audio(path: str | Path) -> AudioFile | None:
+    """Read an audio file's header; None (with a warning) when soundfile cannot open it or it has no samples."""
+    try:
+        info = sf.info(str(path))
+        if info.frames <= 0:
+            raise ValueError("no samples")
+    except Exception as err:  # libsndfile's errors have several types; any of them means "cannot use"
+        warnings.warn(f"skipping unreadable audio file {path}: {err}", stacklevel=3)
+        return None
+    return AudioFile(str(path), info.samplerate, info.frames, info.channels)
 
 
 def split_files(files: list[AudioFile], valid_fraction: float, seed: int = 0

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from encodec import EncodecModel
-from training.data import AUDIO_EXTENSIONS, AudioFile, split_files
+from training.data import AUDIO_EXTENSIONS, AudioFile, probe_audio, split_files
 from training.lm_settings import LMTrainSettings
 from training.lm_tokens import CacheStats, TokenCache
 
@@ -45,15 +44,11 @@ class CaptionedFiles:
 
     def add(self, path: Path, caption: str | None) -> None:
         """Probe `path` (header only); an unreadable or empty file is warned about and skipped."""
-        try:
-            info = sf.info(str(path))
-            if info.frames <= 0:
-                raise ValueError("no samples")
-        except Exception as err:  # libsndfile's errors have several types; any of them means "cannot use"
-            warnings.warn(f"skipping unreadable audio file {path}: {err}", stacklevel=3)
+        audio = probe_audio(path)
+        if audio is None:
             self.skipped.append(str(path))
             return
-        self.files.append(AudioFile(str(path), info.samplerate, info.frames, info.channels))
+        self.files.append(audio)
         self.captions[str(path)] = caption if caption is not None else sidecar_caption(path) or ""
 
 
