@@ -12,17 +12,17 @@ the default LM is audiocraft's "base" scale (dim 512, 8 layers, 8 heads).
 """
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from training.settings import _floats, add_run_arguments, argument_adder, resolve_fields
+from training.settings import RunSettings, _floats, add_run_arguments, argument_adder, resolve_fields
 
 TEXT_CONDITIONERS = ("lut", "t5")
 MODEL_FLAGS = ("dim", "layers", "heads", "ffn_dim", "text", "lut_bins", "t5")  # defined by --init when given
 
 
 @dataclass(frozen=True)
-class LMTrainSettings:
+class LMTrainSettings(RunSettings):
     """Everything that defines an LM training run; saved inside every checkpoint it writes."""
 
     # data
@@ -57,21 +57,9 @@ class LMTrainSettings:
     grad_clip: float = 1.0
     # run
     out: str = "runs/lm"
-    valid_every: int = 500
-    save_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
     sample_every: int = 1000  # 0: never
     sample_seconds: float | None = None  # default: segment_seconds
     num_samples: int = 2
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: str = "1"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    progress_bar: bool = True
-    resume: str | None = None  # a checkpoint path, or "last" for OUT/checkpoints/last.ckpt
 
     @property
     def cache_folder(self) -> Path:
@@ -103,19 +91,13 @@ class LMTrainSettings:
             raise ValueError("--sample-seconds must be in (0, --segment-seconds]: samples are generated in one window")
         if len(self.betas) != 2:
             raise ValueError(f"--betas takes two numbers, got {self.betas}")
-        for name in ("batch_size", "max_steps", "valid_every", "save_every", "log_every", "valid_examples", "dim",
-                     "layers", "heads", "lut_bins", "num_samples"):
+        for name in ("batch_size", "max_steps", "valid_examples", "dim", "layers", "heads", "lut_bins", "num_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("warmup_steps", "sample_every", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
-        if self.keep_checkpoints == 0 or self.keep_checkpoints < -1:
-            raise ValueError("--keep-checkpoints must be -1 (all) or at least 1")
-
-    def to_dict(self) -> dict:
-        """Plain types only (str, numbers, tuples, None), so a checkpoint holding it loads with weights_only."""
-        return asdict(self)
+        self.check_run()
 
 
 def add_lm_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,36 @@ MODEL_OVERRIDES = ("sample_rate", "channels", "n_filters", "dimension", "n_q", "
 
 
 @dataclass(frozen=True)
-class CodecTrainSettings:
+class RunSettings:
+    """What every training command shares: validation/checkpoint cadence, seed, Lightning's hardware flags."""
+
+    valid_every: int = 500
+    save_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str = "1"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    progress_bar: bool = True
+    resume: str | None = None  # a checkpoint path, or "last" for OUT/checkpoints/last.ckpt
+
+    def check_run(self) -> None:
+        for name in ("valid_every", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.keep_checkpoints == 0 or self.keep_checkpoints < -1:
+            raise ValueError("--keep-checkpoints must be -1 (all) or at least 1")
+
+    def to_dict(self) -> dict:
+        """Plain types only (str, numbers, tuples, None), so a checkpoint holding it loads with weights_only."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CodecTrainSettings(RunSettings):
     """Everything that defines a codec training run; saved inside every checkpoint it writes."""
 
     # data
@@ -54,20 +83,7 @@ class CodecTrainSettings:
     max_steps: int = 2000
     lr: float = 3e-4
     betas: tuple[float, ...] = (0.5, 0.9)
-    # run
     out: str = "runs/codec"
-    valid_every: int = 500
-    save_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: str = "1"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    progress_bar: bool = True
-    resume: str | None = None  # a checkpoint path, or "last" for OUT/checkpoints/last.ckpt
 
     def codec_config(self) -> EncodecConfig:
         """The preset's EncodecConfig with the overrides that are set."""
@@ -100,15 +116,10 @@ class CodecTrainSettings:
                              "discriminator's largest FFT needs: raise --segment-seconds or lower --disc-n-ffts")
         if len(self.betas) != 2:
             raise ValueError(f"--betas takes two numbers, got {self.betas}")
-        for name in ("batch_size", "max_steps", "valid_every", "save_every", "log_every", "valid_examples"):
+        for name in ("batch_size", "max_steps", "valid_examples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.keep_checkpoints == 0 or self.keep_checkpoints < -1:
-            raise ValueError("--keep-checkpoints must be -1 (all) or at least 1")
-
-    def to_dict(self) -> dict:
-        """Plain types only (str, numbers, tuples, None), so a checkpoint holding it loads with weights_only."""
-        return asdict(self)
+        self.check_run()
 
 
 def _ints(text: str) -> tuple[int, ...]:
