@@ -152,9 +152,13 @@ def build_lm_from_hf(
         the LM in eval mode.
     """
     lm_config = lm_config_from_hf(config)
+    return _build(lm_config, convert_hf_state_dict(state_dict, lm_config), device, dtype)
+
+
+def _build(config: LMConfig, converted: Mapping[str, torch.Tensor], device, dtype) -> MusicGenLM:
+    """A MusicGenLM built on the meta device (no random init) that takes `converted` (our names) as its tensors."""
     with torch.device("meta"):
-        lm = MusicGenLM(lm_config)
-    converted = convert_hf_state_dict(state_dict, lm_config)
+        lm = MusicGenLM(config)
     _check_shapes(lm, converted)
     lm.load_state_dict(converted, strict=True, assign=True)
     return lm.to(device=device, dtype=dtype).eval()
@@ -225,9 +229,4 @@ def _audiocraft_name(name: str) -> str | tuple[str] | None:
 def build_lm_from_audiocraft(config: LMConfig, state_dict: Mapping[str, torch.Tensor],
                              device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> MusicGenLM:
     """Build a MusicGenLM from an audiocraft LM state dict (see `lm_config_from_audiocraft` for the config)."""
-    with torch.device("meta"):
-        lm = MusicGenLM(config)
-    converted = convert_audiocraft_state_dict(state_dict, config)
-    _check_shapes(lm, converted)
-    lm.load_state_dict(converted, strict=True, assign=True)
-    return lm.to(device=device, dtype=dtype).eval()
+    return _build(config, convert_audiocraft_state_dict(state_dict, config), device, dtype)
