@@ -46,13 +46,7 @@ def write_broken_files(folder: Path) -> Path:
     return broken
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are far too small for intra-op threads; on a busy 2-core machine threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -41,13 +41,7 @@ TINY_LM = dict(dim=32, layers=2, heads=2, lut_bins=64, segment_seconds=0.3, batc
                sample_every=0, warmup_steps=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are far too small for intra-op threads; on a busy 2-core machine threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

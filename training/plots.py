@@ -47,12 +47,7 @@ def plot_training_curves(history: dict[str, list[dict]], path: str | Path, title
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right" if ax is not axes[2] else "upper left", fontsize="small", framealpha=0.7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, title, path)
 
 
 def spectrogram_figure(log_mels: torch.Tensor, titles: list[str]) -> plt.Figure:
@@ -69,3 +64,32 @@ def spectrogram_figure(log_mels: torch.Tensor, titles: list[str]) -> plt.Figure:
         ax.set(title=title, xlabel="frame", ylabel="mel band")
     fig.tight_layout()
     return fig
+
+
+def plot_lm_curves(history: dict[str, list[dict]], path: str | Path, title: str = "LM training") -> Path:
+    """The training and validation losses, and the validation accuracy of each codebook, against the step."""
+    fig, (losses, accuracy) = plt.subplots(1, 2, figsize=(12, 4.5))
+    train, valid = history.get("train", []), history.get("valid", [])
+    if train:
+        losses.plot([e["step"] for e in train], [e["loss"] for e in train], label="train", alpha=0.8)
+    if valid:
+        steps = [e["step"] for e in valid]
+        losses.plot(steps, [e["loss"] for e in valid], "o-", label="valid")
+        for name in sorted(k for k in valid[0] if k.startswith("acc_q")):
+            accuracy.plot(steps, [e[name] for e in valid], "o-", label=f"codebook {name[len('acc_q'):]}")
+    losses.set(xlabel="step", ylabel="cross-entropy (nats)", title="loss (mean over codebooks)")
+    accuracy.set(xlabel="step", ylabel="top-1 accuracy", title="validation accuracy per codebook")
+    for ax in (losses, accuracy):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small", framealpha=0.7)
+    return _save(fig, title, path)
+
+
+def _save(fig: plt.Figure, title: str, path: str | Path) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

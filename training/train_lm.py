@@ -34,7 +34,7 @@ from training.lm import LMTrainingModule, init_lm_weights
 from training.lm_data import LMDataModule
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
 from training.lm_tokens import CacheStats, codec_fingerprint
-from training.plots import plt  # matplotlib's pyplot, with the display-free Agg backend chosen
+from training.plots import plot_lm_curves
 from training.train_codec import SaveLastAtEnd, SeedPerProcess, report
 
 
@@ -164,31 +164,6 @@ def make_summary(module: LMTrainingModule, data: LMDataModule, steps: int) -> di
         "tokens": {"cache": str(data.cache.folder), "encoded": stats.encoded, "reused": stats.reused,
                    "failed": stats.failed},
     }
-
-
-def plot_lm_curves(history: dict[str, list[dict]], path: str | Path, title: str = "LM training") -> Path:
-    """The training and validation losses, and the validation accuracy of each codebook, against the step."""
-    fig, (losses, accuracy) = plt.subplots(1, 2, figsize=(12, 4.5))
-    train, valid = history.get("train", []), history.get("valid", [])
-    if train:
-        losses.plot([e["step"] for e in train], [e["loss"] for e in train], label="train", alpha=0.8)
-    if valid:
-        steps = [e["step"] for e in valid]
-        losses.plot(steps, [e["loss"] for e in valid], "o-", label="valid")
-        for name in sorted(k for k in valid[0] if k.startswith("acc_q")):
-            accuracy.plot(steps, [e[name] for e in valid], "o-", label=f"codebook {name[len('acc_q'):]}")
-    losses.set(xlabel="step", ylabel="cross-entropy (nats)", title="loss (mean over codebooks)")
-    accuracy.set(xlabel="step", ylabel="top-1 accuracy", title="validation accuracy per codebook")
-    for ax in (losses, accuracy):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small", framealpha=0.7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def main(given: dict) -> None:
