@@ -25,7 +25,8 @@ from training.settings import CodecTrainSettings, resolve_settings
 from training.synth import synth_clip, write_synthetic_dataset
 from training.train_codec import train_codec
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # Lightning's own deprecation under torch 2.13
+pytestmark = [pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # Lightning's own deprecation under torch 2.13
+              pytest.mark.usefixtures("one_thread")]
 
 RATE = 8000
 # A codec of a few thousand parameters: hop 16 (500 frames/s), 2 codebooks of 32 codes, 0.25 s segments.
@@ -46,8 +47,6 @@ def write_broken_files(folder: Path) -> Path:
     return broken
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def learned_run(tmp_path_factory, one_thread):
@@ -57,8 +56,8 @@ def learned_run(tmp_path_factory, one_thread):
     the first 20-40 steps can be a plateau, so fewer steps would make the test depend on the seed.
 
     The adversarial losses are left out here: against a random discriminator their gradients are noise for the
-    first hundreds of steps, and under the balancer they would take 80% of the gradient. The discriminator is
-    still trained and its losses computed, so the whole step runs.
+    first hundreds of steps, and under the balancer they would take 80% of the gradient. With both weights 0
+    the discriminator is left out of the step (the resume test runs the full GAN step).
     """
     root = tmp_path_factory.mktemp("learn")
     data = root / "data"
@@ -81,6 +80,16 @@ def test_reconstruction_loss_falls(learned_run):
     before, after = history["valid"][0], learned_run[1]["valid"][-1]
     assert (before["step"], after["step"]) == (0, 60)
     assert after["mel"] < before["mel"] and after["si_snr"] > before["si_snr"]
+
+
+def test_without_adversarial_losses_the_discriminator_is_left_out(learned_run):
+    settings, _, _ = learned_run
+    checkpoint = read_checkpoint(Path(settings.out) / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 2 * 60  # still two Lightning steps per training step
+    codec_adam, disc_adam = checkpoint["optimizer_states"]
+    assert float(codec_adam["state"][0]["step"]) == 60.0
+    assert disc_adam["state"] == {}  # its optimizer never received a gradient
+    assert not any("adv" in e or "d_loss" in e for e in checkpoint["history"]["train"])
 
 
 def test_unreadable_file_is_skipped_and_counted(learned_run):

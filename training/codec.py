@@ -16,6 +16,11 @@ One `manual_backward` per optimizer keeps Lightning's precision scaling and DDP 
 Lightning counts every `optimizer.step()` in `trainer.global_step`, so one training step here is two of its
 steps; `codec_step` is the step count this program reports (and `--max-steps` counts).
 
+With `--adv-weight 0 --feat-weight 0` the discriminator is left out altogether (no forward, no update; its
+optimizer still steps, gradient-free, so a training step stays two Lightning steps): plain l1 + mel
+reconstruction training, several times faster per step, useful as a warm start before the GAN is switched on
+by resuming with non-zero weights.
+
 Deviations from audiocraft's solver: no EMA copy of the codec weights; a loss of weight 0 is computed with the
 others and logged but left out of the balancer (audiocraft computes it under no_grad); validation SI-SNR is
 taken over whole segments; the balancer's gradient-norm averages are per process under DDP.
@@ -103,6 +108,11 @@ class CodecTrainingModule(L.LightningModule):
         """Completed training steps (each one discriminator and one codec update)."""
         return self.trainer.global_step // OPTIMIZER_STEPS_PER_BATCH
 
+    @property
+    def uses_discriminator(self) -> bool:
+        """False when both adversarial losses have weight 0: reconstruction losses only."""
+        return self.settings.adv_weight > 0 or self.settings.feat_weight > 0
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         lr, betas = self.settings.lr, tuple(self.settings.betas)
         return [torch.optim.Adam(self.codec.parameters(), lr=lr, betas=betas),
@@ -118,7 +128,11 @@ class CodecTrainingModule(L.LightningModule):
         # (encodec/quantizer.py) mixes float32 buffers with the latents; mixed precision reaches the discriminator.
         with torch.autocast(self.device.type, enabled=False):
             out = self.codec(x)  # out.audio [B, C, N]
-        metrics = {"d_loss": self.discriminator_update(x, out.audio.detach(), opt_disc)}
+        if self.uses_discriminator:
+            metrics = {"d_loss": self.discriminator_update(x, out.audio.detach(), opt_disc)}
+        else:
+            opt_disc.step()  # no gradients: changes nothing, but counts as the step's first Lightning step
+            metrics = {}
         metrics |= self.codec_update(x, out, opt_codec)
         self.log_dict({f"train/{k}": v for k, v in metrics.items()}, batch_size=x.shape[0])
         # For checkpoint file names only (ModelCheckpoint formats them from the logged metrics).
@@ -141,6 +155,8 @@ class CodecTrainingModule(L.LightningModule):
         x = x.float()
         with torch.autocast(self.device.type, enabled=False):  # spectral losses in float32 under mixed precision
             losses = {"l1": waveform_l1_loss(y, x), "msspec": self.msspec(y, x)}
+        if not self.uses_discriminator:
+            return losses
         logits_fake, fmaps_fake = self.discriminator(y)
         with torch.no_grad():  # the real features do not depend on the codec
             _, fmaps_real = self.discriminator(x)
