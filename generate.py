@@ -15,7 +15,7 @@ import math
 import secrets
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from inference.outputs import plan_outputs, save_clip
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = "facebook/musicgen-small"
-DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`), once it exists
+DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`, offline fallback)
 MAX_DURATION = 3600.0  # seconds; longer requests are almost certainly typos
 MAX_MESSAGE = 400  # characters of an error message shown
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -137,7 +137,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings = Settings(
-        model=resolve_source(args.model or DEFAULT_MODEL), device=device, dtype=dtype, duration=args.duration,
+        model=str(DEMO_FOLDER) if args.model == "demo" else resolve_source(args.model or DEFAULT_MODEL),
+        device=device, dtype=dtype, duration=args.duration,
         seed=seed, seed_was_random=args.seed is None, use_sampling=not args.greedy, top_k=args.top_k,
         top_p=args.top_p, temperature=args.temperature, cfg_coef=args.cfg, normalize=args.normalize,
         target_lufs=args.lufs, peak_db=-1.0, prompt_audio=str(args.prompt_audio) if args.prompt_audio else None,
@@ -145,8 +146,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     print_settings(settings, prompts, outputs)
 
     started = time.perf_counter()
-    mg = load_model(args.model, device, dtype)
+    mg, source = load_model(args.model, device, dtype)
     load_seconds = time.perf_counter() - started
+    if source != settings.model:  # --model demo, or the offline fallback: record what really ran
+        settings = replace(settings, model=source)
     layout = "stereo" if mg.audio_channels == 2 else "mono"
     print(f"loaded {settings.model} in {load_seconds:.1f} s ({mg.sample_rate} Hz, {layout})")
 
@@ -260,24 +263,32 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
 
 
 def load_model(model: str | None, device: str, dtype: str):
+    """(MusicGen, the source it was loaded from). Without --model, the default model; when that can be neither
+    downloaded nor found in the cache, the bundled demo model, said in one line."""
     import torch
 
     from inference import MusicGen
 
+    def load(source: str):
+        return MusicGen.from_pretrained(source, device=device, dtype=getattr(torch, dtype)), source
+
     source = model or DEFAULT_MODEL
     if source == "demo":
         if not (DEMO_FOLDER / "config.json").is_file():
-            raise CliError(f"the bundled demo model ({DEMO_FOLDER}) is not there yet; use --model small (downloads "
-                           "facebook/musicgen-small) or a local folder")
+            raise CliError(f"the bundled demo model is missing from {DEMO_FOLDER} (rebuild it with "
+                           "`python -m training.demo`); or use --model small (downloads facebook/musicgen-small)")
         source = str(DEMO_FOLDER)
     try:
-        return MusicGen.from_pretrained(source, device=device, dtype=getattr(torch, dtype))
+        return load(source)
     except (ValueError, OSError, KeyError) as err:
         if model is None and not is_cached(DEFAULT_MODEL):
-            raise CliError(f"cannot get the default model {DEFAULT_MODEL} (no network, not cached); the fallback "
-                           f"would be the bundled demo model, which is not bundled yet. Download the weights once "
-                           f"with `hf download {DEFAULT_MODEL}` on a machine with network access, or pass --model "
-                           "FOLDER") from None
+            if (DEMO_FOLDER / "config.json").is_file():
+                print(f"offline: {DEFAULT_MODEL} cannot be downloaded and is not cached, so this run uses the "
+                      f"bundled demo model ({DEMO_FOLDER}), a toy trained on synthetic music")
+                return load(str(DEMO_FOLDER))
+            raise CliError(f"cannot get the default model {DEFAULT_MODEL} (no network, not cached) and the bundled "
+                           f"demo model is missing from {DEMO_FOLDER}. Download the weights once with `hf download "
+                           f"{DEFAULT_MODEL}` on a machine with network access, or pass --model FOLDER") from None
         detail = str(err) if not isinstance(err, KeyError) else f"its config.json lacks the section {err}"
         raise CliError(f"cannot load the model {source}: {detail}") from None
 

@@ -155,8 +155,8 @@ BAD_INPUTS = {
     "missing model folder": (["x", "--model", NO_MODEL], "not an existing folder"),
     "unknown model name": (["x", "--model", "huge"], "known model name"),
     "uncached model offline": (["x", "--model", "facebook/musicgen-nothing"], "hf download"),
-    "default model offline": (["x"], "demo model"),
-    "demo model": (["x", "--model", "demo"], "not there yet"),
+    "default model offline, demo missing": (["x"], "demo model is missing"),
+    "demo model missing": (["x", "--model", "demo"], "training.demo"),
     "corrupt weights": (["x", "--model", "{corrupt}"], "safetensors"),
     "mismatched weights": (["x", "--model", "{mismatched}"], "shape"),
     "missing prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/nothing.wav"], "not found"),
@@ -176,7 +176,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
-def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys):
+def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, monkeypatch):
     argv, needle = BAD_INPUTS[case]
     if case == "no cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -184,6 +184,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not audio")
     soundfile.write(str(tmp_path / "long.wav"), torch.zeros(RATE).numpy(), RATE)
     names = {"tmp": tmp_path, "tiny": tiny}
+    if "demo missing" in case:
+        monkeypatch.setattr(generate, "DEMO_FOLDER", tmp_path / "no-demo")
     if "{corrupt}" in argv or "{mismatched}" in argv:
         kind = "corrupt" if "{corrupt}" in argv else "mismatched"
         names[kind] = bad_checkpoint(tiny, tmp_path / kind, kind)
@@ -198,6 +200,24 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys):
     assert needle.lower() in lines[0].lower()
     assert "Traceback" not in err
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a temporary file
+
+
+def test_demo_model_by_name_and_as_the_offline_fallback(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(generate, "DEMO_FOLDER", tiny)  # the bundled model's place, holding the tiny model
+    code, stdout, err = run(capsys, "jazz", "--model", "demo", "--duration", 0.2, "--seed", 1, "--output",
+                            tmp_path / "named.wav")
+    assert code == 0, err
+    assert json.loads((tmp_path / "named.json").read_text())["model"] == str(tiny)
+    assert "offline" not in stdout
+
+    # No --model, no network, nothing cached: the demo model, said in one line, and recorded in the sidecar.
+    code, stdout, err = run(capsys, "jazz", "--duration", 0.2, "--seed", 1, "--output", tmp_path / "fallback.wav")
+    assert code == 0, err
+    notes = [line for line in stdout.splitlines() if line.startswith("offline:")]
+    assert len(notes) == 1 and "facebook/musicgen-small" in notes[0] and "demo model" in notes[0]
+    assert json.loads((tmp_path / "fallback.json").read_text())["model"] == str(tiny)
+    assert soundfile.read(str(tmp_path / "fallback.wav"))[0].tolist() == \
+        soundfile.read(str(tmp_path / "named.wav"))[0].tolist()
 
 
 def test_melody_model_follows_a_melody_file(tmp_path, capsys):
