@@ -4,9 +4,12 @@ Shared by the codec and MusicGen loaders. Nothing here knows about model archite
 safe: safetensors, or `torch.load(weights_only=True)`, which refuses pickles that would run code.
 """
 
+import functools
 import json
 import os
 import re
+import socket
+import urllib.parse
 from pathlib import Path
 
 import torch
@@ -22,16 +25,42 @@ def looks_like_repo_id(source: str) -> bool:
     return bool(REPO_ID.match(source)) and not Path(source).exists()
 
 
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub can be reached: False in offline mode (HF_HUB_OFFLINE) or when no TCP
+    connection to its endpoint opens within 3 s; True behind a configured proxy (left to the proxy).
+
+    Without this check an unreachable Hub costs ~25 s of retries per file before the cache is used.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urllib.parse.urlparse(constants.ENDPOINT)
+    return _can_connect(url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+
+
+@functools.cache  # once per process
+def _can_connect(host: str, port: int, timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def hub_file(repo_id: str, filename: str, required: bool = True) -> Path | None:
     """Download one file of a Hub repo into the standard Hugging Face cache (or find it there).
 
-    Returns None when the repo has no such file and `required` is False.
+    Returns None when the repo has no such file and `required` is False. When the Hub cannot be reached
+    only the cache is consulted.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        return Path(hf_hub_download(repo_id, filename))
+        return Path(hf_hub_download(repo_id, filename, local_files_only=not hub_reachable()))
     except LocalEntryNotFoundError:  # offline and not cached (a subclass of EntryNotFoundError: test it first)
         if not required:
             return None

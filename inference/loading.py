@@ -27,6 +27,7 @@ from encodec.hub import (
     CheckpointError,
     file_getter,
     hub_file,
+    hub_reachable,
     looks_like_repo_id,
     read_hf_weights,
     read_json,
@@ -164,7 +165,8 @@ def t5_from_pretrained(name: str) -> torch.nn.Module:
     from transformers import T5EncoderModel
 
     try:
-        return T5EncoderModel.from_pretrained(name).float().eval()
+        offline = not Path(name).is_dir() and not hub_reachable()
+        return T5EncoderModel.from_pretrained(name, local_files_only=offline).float().eval()
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot load the T5 text encoder {name!r}: {err}") from None
 
@@ -174,6 +176,7 @@ def load_tokenizer(source: str):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source)
+        offline = not Path(source).is_dir() and not hub_reachable()
+        return AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot load the tokenizer of {source}: {err}") from None
