@@ -64,12 +64,13 @@ def codec_metrics(codec: EncodecModel, wavs: torch.Tensor, batch_size: int = 8) 
 
 
 def untrained_codec(trained: EncodecModel, wavs: torch.Tensor, seed: int = 0) -> EncodecModel:
-    """The trained codec's architecture with fresh random weights, codebooks fitted to `wavs`' latents."""
+    """The trained codec's architecture with fresh random weights, codebooks fitted to the latents of (the first
+    8 clips of) `wavs` [B, C, N]."""
     torch.manual_seed(seed)
     codec = EncodecModel(trained.config)
     codec.train()
     with torch.no_grad():
-        codec(wavs)  # the first training-mode pass k-means-initialises every codebook
+        codec(wavs[:8])  # the first training-mode pass k-means-initialises every codebook
     return codec.eval()
 
 
