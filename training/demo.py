@@ -100,10 +100,16 @@ def build(recipe: Recipe, work: Path, out: Path, seed: int) -> Path:
     shutil.copytree(lm / "export", out)
     shutil.copyfile(codec / "loss_curve.png", out / "codec_training.png")
     shutil.copyfile(lm / "loss_curve.png", out / "lm_training.png")
-    run([sys.executable, "-m", "training.evaluate_demo", str(out), "--corpus", str(corpus),
+    run([sys.executable, "-m", "training.evaluate_demo", _shown(out), "--corpus", _shown(corpus),
          *recipe.evaluate_args])
     (out / "MODEL_CARD.md").write_text(model_card(recipe, work, out))
     return out
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the project (the commands run there) when inside it, so records do not hold /home/..."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _summary(folder: Path) -> dict:
@@ -176,9 +182,10 @@ Training curves: codec_training.png, lm_training.png. Recipe: `{json.dumps(asdic
 
 ## Limits
 A toy. It knows only the corpus's ten synthetic styles and General MIDI timbres, at low fidelity (a small
-codec trained for minutes, without the adversarial losses that make EnCodec sharp); words outside the
-captions' vocabulary mean nothing to it, and it was trained on {config.get('max_duration', '?')} s windows
-(longer pieces are generated in sliding windows). Use the published models for real music.
+codec trained for about half an hour, without the adversarial losses that make EnCodec sharp: expect hiss);
+words outside the captions' vocabulary mean nothing to it, and it was trained on
+{config.get('max_duration', '?')} s windows (longer pieces are generated in sliding windows). Use the published
+models for real music.
 """
 
 

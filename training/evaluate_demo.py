@@ -18,6 +18,7 @@ each); prints a summary table.
 import argparse
 import json
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -135,7 +136,8 @@ def plot(path: Path, generated: dict, reference: dict, examples: dict, sample_ra
         spec = torch.stft(clip, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs().pow(2)
         mel = (mel_filter_bank(sample_rate, n_fft, 96) @ spec).clamp(min=1e-10).log10()
         ax.imshow((10 * mel).numpy(), origin="lower", aspect="auto", cmap="magma")
-        ax.set(title=f'"{PROMPTS[style][:48]}" (seed 0)', xlabel="frame", ylabel="mel band")
+        ax.set(xlabel="frame", ylabel="mel band")
+        ax.set_title(textwrap.fill(f'"{PROMPTS[style]}" (seed 0)', 60), fontsize="medium")
     axes[1, 2].axis("off")
     fig.suptitle("demo model: the prompt changes the music (dots: generated, crosses: held-out corpus clips)")
     fig.tight_layout()
