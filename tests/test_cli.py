@@ -156,7 +156,7 @@ BAD_INPUTS = {
     "unknown model name": (["x", "--model", "huge"], "known model name"),
     "uncached model offline": (["x", "--model", "facebook/musicgen-nothing"], "hf download"),
     "default model offline, demo missing": (["x"], "demo model is missing"),
-    "demo model missing": (["x", "--model", "demo"], "training.demo"),
+    "--model demo, demo missing": (["x", "--model", "demo"], "training.demo"),
     "corrupt weights": (["x", "--model", "{corrupt}"], "safetensors"),
     "mismatched weights": (["x", "--model", "{mismatched}"], "shape"),
     "missing prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/nothing.wav"], "not found"),
