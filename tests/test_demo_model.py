@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from inference import MusicGen
 from training.audio_features import describe
@@ -20,7 +19,6 @@ DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
 
 @pytest.fixture(scope="module")
 def demo() -> MusicGen:
-    torch.set_num_threads(2)
     return MusicGen.from_pretrained(DEMO, device="cpu")
 
 

@@ -1,6 +1,6 @@
 """The bundled demo model, rebuilt by one command: corpus -> codec -> language model -> checkpoints/demo.
 
-    python -m training.demo                       # the real recipe (about 1.5 h on a 2-core CPU)
+    python -m training.demo                       # the real recipe (about 70 min on a 2-core CPU)
     python -m training.demo --scale tiny --work /tmp/demo --out /tmp/demo/model   # a minute: smoke test
 
 Each stage is an ordinary command of this project, printed before it runs, so any of them can be rerun or
@@ -46,7 +46,7 @@ class Recipe:
 RECIPES = {
     # 32 kHz, 50 frames/s like MusicGen's codec, but 16 filters, 64-d latents and 4 x 1024 codes, trained on
     # reconstruction losses only (l1 + multi-scale mel, no discriminator: ~5x cheaper per step on a CPU);
-    # a 4-layer LM on 8 s segments. About 35 + 50 minutes on a 2-core CPU.
+    # a 4-layer LM on 8 s segments. About 35 + 33 minutes on a 2-core CPU.
     "demo": Recipe(
         clips=600, clip_seconds=10.0, sample_rate=32_000,
         codec_args=("--n-filters", "16", "--dimension", "64", "--n-q", "4", "--bins", "1024",
@@ -172,7 +172,8 @@ states the style, tempo, key, instruments and whether there are drums. 10% of th
   On held-out clips with their own caption {report['lm']['true_caption']:.3f}, with a caption of another style
   {report['lm']['other_style_caption']:.3f}, with no caption {report['lm']['no_caption']:.3f}.
 - The prompt changes the music ({report['generation']['seeds']} seeds x {report['generation']['duration']:g} s,
-  top-k 250, CFG 3; mean and range; evaluation.png):
+  top-k {report['generation']['top_k']}, CFG {report['generation']['cfg_coef']:g}; mean and range;
+  evaluation.png):
 
 | prompt | audio | onset rate (1/s) | spectral centroid (Hz) | low-band share (< 150 Hz) |
 |---|---|---|---|---|

@@ -37,6 +37,7 @@ from training.lm_data import read_captioned
 PROMPTS = {"piano_ballad": "Slow solo piano ballad",
            "techno": "Techno music with a strong, upbeat tempo and high melodic riffs"}
 FEATURES = ("onset_rate", "spectral_centroid", "low_band_share")
+SAMPLING = {"top_k": 250, "cfg_coef": 3.0}  # MusicGen's defaults, recorded in the report
 
 
 def held_out_clips(corpus: Path, valid_fraction: float = 0.1, seed: int = 0) -> list[tuple[Path, str, str]]:
@@ -97,7 +98,7 @@ def prompt_features(mg: MusicGen, seeds: list[int], duration: float) -> tuple[di
     """({style: [features per seed]}, {style: one generated clip [C, N]}) for the PROMPTS."""
     features, examples = defaultdict(list), {}
     for seed in tqdm(seeds, desc="generating", unit="seed"):
-        wav = mg.generate(list(PROMPTS.values()), duration=duration, seed=seed)  # [2, C, N]
+        wav = mg.generate(list(PROMPTS.values()), duration=duration, seed=seed, **SAMPLING)  # [2, C, N]
         for style, clip in zip(PROMPTS, wav, strict=True):
             features[style].append(describe(clip, mg.sample_rate))
             examples.setdefault(style, clip)
@@ -174,7 +175,7 @@ def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, c
     report["prompts"] = {style: {"prompt": PROMPTS[style], "generated": summarize(generated[style]),
                                  "corpus": summarize(reference[style]) if reference[style] else None,
                                  "per_seed": generated[style]} for style in PROMPTS}
-    report["generation"] = {"seeds": seeds, "duration": duration, "top_k": 250, "cfg_coef": 3.0}
+    report["generation"] = {"seeds": seeds, "duration": duration, **SAMPLING}
     return report, generated, reference, examples
 
 
