@@ -1,17 +1,20 @@
-"""Generation speed: our fast decoding path (fp32, bf16) against transformers' MusicGen on the same random weights.
+"""Generation speed: our decoding loop (fp32, bf16) against transformers' MusicGen on the same random weights.
 
     python bench/generation.py [--shape small|medium|large] [--seconds 1] [--repeats 7] [--threads N]
-                               [--dtypes float32,bfloat16] [--device cpu|cuda] [--compile] [--no-memory]
+                               [--dtypes float32,bfloat16] [--device cpu|cuda] [--cuda-graph] [--no-memory]
+                               [--baseline REV]
 
 Builds transformers' MusicgenForConditionalGeneration with the published LM shape (musicgen-small by default:
 dim 1024, 24 layers, 16 heads, FFN 4096, 4 x 2048 codebooks) and random weights; T5 (d_model 768, one layer)
 and the codec are tiny, as in tests/test_full_size.py. Saves it and loads it into ours with
 `MusicGen.from_pretrained`. Then, in one process:
 
-1. checks that greedy codes (CFG 3) from `generate_window_fast` in float32 equal transformers';
+1. checks that greedy codes (CFG 3) from `generate_window` in float32 equal transformers';
 2. times the default workload, end to end (T5, the LM over all pattern steps, the codec), alternating the
-   variants run after run: transformers `generate` (float32), our reference loop (`generate_window`, float32),
-   and `generate_window_fast` in each dtype. The speed-up is the median over rounds of the ratio within a
+   variants run after run: transformers `generate` (float32) and our `generate_window` with the LM in each
+   dtype (`inference.speed.prepare_for_inference`), plus, with `--baseline REV`, the decoding path of another
+   commit of this repository loaded side by side (its `inference.fast.generate_window_fast` where it has one,
+   e.g. 95037c9, before the one-model refactor). The speed-up is the median over rounds of the ratio within a
    round (a shared machine's load drifts between rounds);
 3. measures the memory bandwidth in every round (sum of a 2 GiB tensor) and the bytes one decode step must
    read (LM weights + the KV cache so far), which bound the decode speed;
@@ -26,6 +29,9 @@ The real-time factor is audio seconds per wall second (50 pattern steps ~ 1 s of
 """
 
 import argparse
+import copy
+import dataclasses
+import importlib
 import os
 import statistics
 import subprocess
@@ -41,13 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import transformers  # noqa: E402
 
 from inference import MusicGen  # noqa: E402
-from inference.fast import fast_lm, generate_window_fast  # noqa: E402
-from inference.fast_decoder import FastLM  # noqa: E402
-from inference.generation import SamplingParams, generate_window  # noqa: E402
+from inference.generation import generate_window, last_logits  # noqa: E402
+from inference.speed import prepare_for_inference  # noqa: E402
+from lm.model import MusicGenLM  # noqa: E402
 from lm.patterns import build_delay_pattern  # noqa: E402
-from lm.sampling import classifier_free_guidance  # noqa: E402
+from lm.sampling import SamplingParams, classifier_free_guidance  # noqa: E402
 from tests.musicgen_oracle import hf_generate_codes, word_tokenizer  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"small": (1024, 24, 16), "medium": (1536, 48, 24), "large": (2048, 48, 32)}  # dim, layers, heads
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PROMPT = "80s pop track with bassy drums and synth"
@@ -77,34 +84,85 @@ def sync(device: torch.device) -> None:
 
 
 class Runners:
-    """The end-to-end generations being compared, each text -> codes -> audio for one prompt."""
+    """The end-to-end generations being compared, each text -> codes -> audio for one prompt.
 
-    def __init__(self, oracle, ours: MusicGen, args: argparse.Namespace) -> None:
-        self.oracle, self.ours, self.args, self.device = oracle, ours, args, torch.device(args.device)
+    `models` maps a dtype name to our MusicGen with its LM in that dtype; `baseline`, when given, is
+    (label, window function, {dtype name: that commit's LM}) from `load_baseline`.
+    """
+
+    def __init__(self, oracle, models: dict[str, MusicGen], args: argparse.Namespace, baseline=None) -> None:
+        self.oracle, self.models, self.args, self.device = oracle, models, args, torch.device(args.device)
+        self.baseline = baseline
         self.inputs = {k: v.to(self.device) for k, v in word_tokenizer()([PROMPT], return_tensors="pt").items()}
         self.frames = round(args.seconds * 50)
-        self.params = SamplingParams(top_k=args.top_k, cfg_coef=args.cfg)
+        self.sampling = SamplingParams(top_k=args.top_k, cfg_coef=args.cfg)
 
     def transformers(self) -> torch.Tensor:
         return self.oracle.generate(**self.inputs, do_sample=True, top_k=self.args.top_k,
                                     guidance_scale=self.args.cfg, max_new_tokens=self.frames + 3)
 
-    def reference(self) -> torch.Tensor:
-        return self._ours(generate_window)
-
-    def fast(self, dtype: torch.dtype) -> torch.Tensor:
-        return self._ours(generate_window_fast, compile=self.args.compile, dtype=dtype)
-
-    def _ours(self, window, **extra) -> torch.Tensor:
-        cond = self.ours._condition([PROMPT], with_null=self.args.cfg > 1)
+    def ours(self, name: str) -> torch.Tensor:
+        mg = self.models[name]
+        cond = mg._condition([PROMPT], with_null=self.args.cfg > 1)
         prompt = torch.zeros(1, 4, 0, dtype=torch.long, device=self.device)
-        codes = window(self.ours.lm, cond, prompt, self.frames, self.params, **extra)
-        return self.ours.decode(codes)
+        codes = generate_window(mg.lm, cond, prompt, self.frames, sampling=self.sampling,
+                                cuda_graph=self.args.cuda_graph)
+        return mg.decode(codes)
+
+    def old(self, name: str) -> torch.Tensor:
+        _, window_fn, params_type, lms = self.baseline
+        mg = next(iter(self.models.values()))  # T5 and the codec are the same in every variant
+        cond = mg._condition([PROMPT], with_null=self.args.cfg > 1)
+        prompt = torch.zeros(1, 4, 0, dtype=torch.long, device=self.device)
+        params = params_type(top_k=self.args.top_k, cfg_coef=self.args.cfg)
+        codes = window_fn(lms["float32"], cond, prompt, self.frames, params, compile=self.args.cuda_graph,
+                          dtype=DTYPES[name])
+        return mg.decode(codes)
 
     def variants(self) -> dict:
-        out = {"transformers fp32": self.transformers, "ours reference fp32": self.reference}
-        out.update({f"ours fast {name}": (lambda d=DTYPES[name]: self.fast(d)) for name in self.args.dtypes})
+        out = {"transformers fp32": self.transformers} if self.oracle is not None else {}
+        if self.baseline is not None:
+            out.update({f"{self.baseline[0]} {short(name)}": (lambda n=name: self.old(n)) for name in self.args.dtypes})
+        out.update({f"ours {short(name)}": (lambda n=name: self.ours(n)) for name in self.models})
         return out
+
+
+def short(dtype_name: str) -> str:
+    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype_name, dtype_name)
+
+
+def load_baseline(rev: str, lm: MusicGenLM, dtypes: list[str]):
+    """Another commit's decoding path, loaded side by side with this one: (label, window fn, params type, LMs).
+
+    `git archive REV` writes that commit's lm/, inference/ and encodec/ into a temporary folder; its modules are
+    imported under their own names with this checkout's set aside, then this checkout's are put back, so both
+    live in one process (the old functions keep their own module globals). Its LM gets this LM's weights.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="baseline-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "lm", "inference", "encodec"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    ours = {name: module for name, module in sys.modules.items() if name.split(".")[0] in PACKAGES}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, str(folder))
+    try:
+        fast = importlib.import_module("inference.fast")
+        old_config = importlib.import_module("lm.config").LMConfig(**dataclasses.asdict(lm.config))
+        old_lm = importlib.import_module("lm.model").MusicGenLM(old_config).to(lm.out_norm.weight.device).eval()
+        old_lm.load_state_dict(lm.state_dict())
+        params_type = importlib.import_module("inference.generation").SamplingParams
+    finally:
+        sys.path.remove(str(folder))
+        for name in [name for name in sys.modules if name.split(".")[0] in PACKAGES]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+    for name in dtypes:  # the old path prepares its weights once per dtype: not part of the timing
+        fast.fast_lm(old_lm, DTYPES[name])
+    return f"{rev[:7]} fast", fast.generate_window_fast, params_type, {"float32": old_lm}
+
+
+PACKAGES = ("lm", "inference", "encodec")
 
 
 def time_alternating(variants: dict, repeats: int, device: torch.device) -> tuple[dict[str, list[float]], list[float]]:
@@ -141,15 +199,13 @@ def memory_bandwidth(buffer: torch.Tensor, device: torch.device, repeats: int = 
     return buffer.nbytes / statistics.median(samples)
 
 
-def bytes_per_step(fast: FastLM, steps: int, batch: int) -> tuple[int, int]:
-    """(weight bytes, mean KV-cache bytes) one decode step reads; embeddings read only K rows (ignored)."""
-    weights = fast.heads.nbytes + sum(t.nbytes for t in fast.out_norm)
-    for w in fast.layers:
-        weights += sum(t.nbytes for t in w.qkv) + w.self_out.nbytes + w.ffn_in.nbytes + w.ffn_out.nbytes
-        weights += sum(t.nbytes for norm in (w.self_norm, w.cross_norm, w.ffn_norm) if norm for t in norm)
-        weights += w.cross_q.nbytes + w.cross_out.nbytes if w.cross_q is not None else 0
-    config = fast.config
-    element = fast.heads.element_size()
+def bytes_per_step(lm: MusicGenLM, steps: int, batch: int) -> tuple[int, int]:
+    """(weight bytes, mean KV-cache bytes) one decode step reads: every weight of the transformer and the heads,
+    except the cross-attention key/value projections (run once per window) and the embeddings (K rows read)."""
+    skipped = ("embeddings.", "cond_proj.", "chroma_proj.", "cross_attn.k_proj.", "cross_attn.v_proj.")
+    weights = sum(t.nbytes for name, t in lm.state_dict().items() if not any(part in name for part in skipped))
+    config = lm.config
+    element = lm.transformer.layers[0].linear1.weight.element_size()
     cache = 2 * config.num_layers * batch * config.dim * element * (steps / 2)  # keys + values, mean length
     return weights, int(cache)
 
@@ -157,41 +213,54 @@ def bytes_per_step(fast: FastLM, steps: int, batch: int) -> tuple[int, int]:
 @torch.inference_mode()
 def greedy_equal(runners: Runners) -> bool:
     want, _ = hf_generate_codes(runners.oracle, [PROMPT], runners.frames, guidance_scale=runners.args.cfg)
-    cond = runners.ours._condition([PROMPT], with_null=True)
-    prompt = torch.zeros(1, 4, 0, dtype=torch.long, device=runners.ours.device)
-    got = generate_window_fast(runners.ours.lm, cond, prompt, runners.frames,
-                               SamplingParams(use_sampling=False, cfg_coef=runners.args.cfg))
+    mg = runners.models["float32"]
+    cond = mg._condition([PROMPT], with_null=True)
+    prompt = torch.zeros(1, 4, 0, dtype=torch.long, device=mg.device)
+    got = generate_window(mg.lm, cond, prompt, runners.frames,
+                          sampling=SamplingParams(use_sampling=False, cfg_coef=runners.args.cfg))
     return torch.equal(got.cpu(), want.cpu())
 
 
 @torch.inference_mode()
-def top1_agreement(ours: MusicGen, dtype: torch.dtype, steps: int, cfg: float) -> dict[str, float]:
-    """Teacher-forced next-token top-1 agreement of `dtype` with float32, every step and codebook.
+def top1_agreement(reference: MusicGen, lm: MusicGenLM, steps: int, cfg: float) -> dict[str, float]:
+    """Teacher-forced next-token top-1 agreement of a transformed `lm` with the float32 one, every step and codebook.
 
-    The sequence is sampled in float32; both precisions then read it step by step (prefill + decode steps).
+    The sequence is sampled in float32; both models then read it step by step (prefill + one-step passes).
     Returns the agreement on the CFG-guided logits (what is sampled from) and on the conditional logits
-    alone, the number of positions, and for the guided disagreements the largest float32 logit gap between
-    float32's choice and the reduced-precision choice (small gaps = near-ties).
+    alone, the number of positions, the mean change of the guided cross-entropy of the sampled tokens, and for
+    the guided disagreements the largest float32 logit gap between float32's choice and the other one (small
+    gaps = near-ties).
     """
-    lm, device = ours.lm, ours.device
-    cond = ours._condition([PROMPT], with_null=True)
-    frames = steps - max(lm.config.delays)
-    codes = generate_window_fast(lm, cond, torch.zeros(1, 4, 0, dtype=torch.long, device=device), frames,
-                                 SamplingParams(cfg_coef=cfg), torch.Generator(device).manual_seed(0))
-    sequence = build_delay_pattern(codes, lm.config.delays, lm.config.special_token)  # [1, K, S]
+    device = reference.device
+    cond = reference._condition([PROMPT], with_null=True)
+    frames = steps - max(reference.lm.config.delays)
+    codes = generate_window(reference.lm, cond, torch.zeros(1, 4, 0, dtype=torch.long, device=device), frames,
+                            sampling=SamplingParams(cfg_coef=cfg), generator=torch.Generator(device).manual_seed(0))
+    sequence = build_delay_pattern(codes, reference.lm.config.delays, reference.lm.config.special_token)  # [1, K, S]
+    doubled = torch.cat([sequence, sequence])  # [2, K, S]
     logits = {}
-    for name, fast in (("ref", fast_lm(lm, torch.float32)), ("low", fast_lm(lm, dtype))):
-        state = fast.new_state(cond, sequence.shape[-1])
-        steps_logits = [fast.prefill(state, sequence[..., :1], cond)]
-        steps_logits += [fast.decode_one_step(state, sequence[..., s], s) for s in range(1, sequence.shape[-1] - 1)]
+    for name, model in (("ref", reference.lm), ("low", lm)):
+        cache = model.new_cache(sequence.shape[-1])
+        steps_logits = [last_logits(model, doubled[..., :1], cond, cache)]
+        steps_logits += [last_logits(model, doubled[..., s : s + 1], None, cache)
+                         for s in range(1, sequence.shape[-1] - 1)]
         logits[name] = torch.stack(steps_logits)  # [S - 1, 2, K, V]
     guided = {name: classifier_free_guidance(x.transpose(0, 1), cfg) for name, x in logits.items()}  # [1, S-1, K, V]
     pick_ref, pick_low = guided["ref"].argmax(-1), guided["low"].argmax(-1)
     gap = guided["ref"].max(-1).values - guided["ref"].gather(-1, pick_low[..., None])[..., 0]
     same = pick_ref == pick_low
     conditional = logits["ref"][:, 0].argmax(-1) == logits["low"][:, 0].argmax(-1)
+    targets = sequence[..., 1:].transpose(1, 2)  # [1, S-1, K]: the token each step's logits predict
+    known = targets != reference.lm.config.special_token
+
+    def cross_entropy(x: torch.Tensor) -> float:
+        nll = -torch.log_softmax(x, dim=-1).gather(-1, targets.clamp(max=x.shape[-1] - 1)[..., None])[..., 0]
+        return nll[known].mean().item()
+
+    ce_ref, ce_low = cross_entropy(guided["ref"]), cross_entropy(guided["low"])
     return {"guided": same.float().mean().item(), "conditional": conditional.float().mean().item(),
-            "positions": same.numel(), "max_gap": gap[~same].max().item() if (~same).any() else 0.0}
+            "positions": same.numel(), "max_gap": gap[~same].max().item() if (~same).any() else 0.0,
+            "ce_change": (ce_low - ce_ref) / ce_ref}
 
 
 def peak_rss_mib() -> float:
@@ -208,12 +277,12 @@ def child_peak_memory(folder: str, variant: str, args: argparse.Namespace) -> No
         oracle = transformers.MusicgenForConditionalGeneration.from_pretrained(folder).eval().to(device)
         oracle.generation_config.decoder_start_token_id = CARD
         oracle.generation_config.pad_token_id = CARD
-        ours = None
+        models = {}
     else:  # the LM loaded in the variant's dtype, as one would deploy it
-        dtype = DTYPES[variant.split()[-1].replace("fp32", "float32")]
-        oracle, ours = None, MusicGen.from_pretrained(folder, device=device, dtype=dtype)
+        name = next(n for n in DTYPES if short(n) == variant.split()[-1])
+        oracle, models = None, {name: MusicGen.from_pretrained(folder, device=device, dtype=DTYPES[name])}
     loaded = peak_rss_mib()
-    runners = Runners(oracle, ours, args)
+    runners = Runners(oracle, models, args)
     with torch.inference_mode():
         runners.variants()[variant]()
     peak = peak_rss_mib()
@@ -223,7 +292,7 @@ def child_peak_memory(folder: str, variant: str, args: argparse.Namespace) -> No
 def peak_memory(folder: str, variant: str, args: argparse.Namespace) -> tuple[float, float]:
     command = [sys.executable, __file__, "--child", variant, "--folder", folder, "--threads", str(args.threads),
                "--device", args.device, "--seconds", str(args.seconds), "--dtypes", ",".join(args.dtypes)]
-    command += ["--compile"] if args.compile else []
+    command += ["--cuda-graph"] if args.cuda_graph else []
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     loaded, peak = next(line for line in out.splitlines() if line.startswith("PEAK")).split()[1:]
     return float(loaded), float(peak)
@@ -236,9 +305,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each variant (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--dtypes", type=lambda s: s.split(","), default=["float32", "bfloat16"],
-                        help="fast-path dtypes, comma-separated: float32, bfloat16, float16")
+                        help="LM dtypes, comma-separated: float32, bfloat16, float16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--compile", action="store_true", help="fast path with CUDA graphs (CUDA only)")
+    parser.add_argument("--cuda-graph", action="store_true", help="record the one-step pass in a CUDA graph")
+    parser.add_argument("--baseline", metavar="REV", help="also time this commit's decoding path (e.g. 95037c9)")
     parser.add_argument("--top-k", type=int, default=250)
     parser.add_argument("--cfg", type=float, default=3.0)
     parser.add_argument("--agreement-steps", type=int, default=78, help="teacher-forced steps (x K positions)")
@@ -264,28 +334,33 @@ def main() -> None:
         oracle.save_pretrained(folder)
         word_tokenizer().save_pretrained(folder)
         oracle = oracle.to(device)
-        ours = MusicGen.from_pretrained(folder, device=device, dtype=torch.float32)
-        runners = Runners(oracle, ours, args)
+        reference = MusicGen.from_pretrained(folder, device=device, dtype=torch.float32)
         start = time.perf_counter()
-        for name in args.dtypes:
-            fast_lm(ours.lm, DTYPES[name])
-        print(f"fast-path weight preparation ({', '.join(args.dtypes)}): {time.perf_counter() - start:.1f}s, once")
+        models = {name: MusicGen(prepare_for_inference(copy.deepcopy(reference.lm), DTYPES[name]), reference.codec,
+                                 reference.text, cuda_graph=args.cuda_graph)
+                  for name in args.dtypes if name != "float32"}
+        print(f"LM transforms ({', '.join(models)}): {time.perf_counter() - start:.1f}s, once")
+        models = {"float32": reference, **models} if "float32" in args.dtypes else models
+        baseline = load_baseline(args.baseline, reference.lm, args.dtypes) if args.baseline else None
+        runners = Runners(oracle, models, args, baseline)
 
-        print(f"greedy codes (CFG {args.cfg}, {runners.frames} frames), fast float32 == transformers: "
-              f"{greedy_equal(runners)}")
-        for name in args.dtypes:
+        print(f"greedy codes (CFG {args.cfg}, {runners.frames} frames), ours float32 == transformers: "
+              f"{greedy_equal(Runners(oracle, {'float32': reference}, args))}")
+        for name, mg in models.items():
             if name != "float32":
-                agree = top1_agreement(ours, DTYPES[name], args.agreement_steps, args.cfg)
+                agree = top1_agreement(reference, mg.lm, args.agreement_steps, args.cfg)
                 print(f"{name} teacher-forced top-1 agreement with float32 over {agree['positions']} positions: "
                       f"{agree['guided']:.1%} on CFG-guided logits (disagreements within {agree['max_gap']:.3f} "
-                      f"of float32's top logit), {agree['conditional']:.1%} on conditional logits")
+                      f"of float32's top logit), {agree['conditional']:.1%} on conditional logits; "
+                      f"cross-entropy of the sampled tokens {agree['ce_change']:+.2%}")
 
         print(f"timing {runners.frames} frames ({runners.frames + 3} pattern steps), 1 prompt, CFG {args.cfg}, "
               f"top-k {args.top_k}, {args.repeats} alternating rounds:")
         variants = runners.variants()
         times, bandwidths = time_alternating(variants, args.repeats, device)
         steps = runners.frames + 3
-        memory = {} if args.no_memory else {name: peak_memory(folder, name, args) for name in variants}
+        memory = {} if args.no_memory else {name: peak_memory(folder, name, args) for name in variants
+                                            if not name.startswith(baseline[0] if baseline else "-")}
 
     bandwidth = statistics.median(bandwidths)
     base = times["transformers fp32"]
@@ -296,16 +371,16 @@ def main() -> None:
     for name, samples in times.items():
         seconds = statistics.median(samples)
         ratios = sorted(b / t for b, t in zip(base, samples, strict=True))
-        dtype = DTYPES[name.split()[-1].replace("fp32", "float32")]
-        weights, cache = bytes_per_step(fast_lm(ours.lm, dtype), steps, 2 if args.cfg > 1 else 1)
+        lm = models[next(n for n in DTYPES if short(n) == name.split()[-1])].lm
+        weights, cache = bytes_per_step(lm, steps, 2 if args.cfg > 1 else 1)
         limit = bandwidth / (weights + cache)
         rss = "{:.0f} / {:.0f}".format(*memory[name]) if name in memory else "-"
         print(f"{name:22}{seconds:9.2f}{steps / seconds:9.1f}{runners.frames / 50 / seconds:12.2f}"
               f"{statistics.median(ratios):8.2f}x{ratios[0]:9.2f}-{ratios[-1]:.2f}x"
               f"{(weights + cache) / 1e9:10.2f}GB{limit:14.1f}{rss:>19}")
     hf_steps = steps / statistics.median(base)
-    for name in args.dtypes:
-        weights, cache = bytes_per_step(fast_lm(ours.lm, DTYPES[name]), steps, 2 if args.cfg > 1 else 1)
+    for name, mg in models.items():
+        weights, cache = bytes_per_step(mg.lm, steps, 2 if args.cfg > 1 else 1)
         print(f"bandwidth ceiling of a {name} step against transformers' measured speed: "
               f"{bandwidth / (weights + cache) / hf_steps:.2f}x")
     print("speed-up: median over rounds of (transformers fp32 time / variant time) in the same round, end to end; "

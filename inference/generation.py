@@ -2,9 +2,13 @@
 
 One window (audiocraft `LMModel.generate`): codes [B, K, T] start as the prompt's frames followed by
 UNKNOWN; the delay pattern turns them into a sequence [B, K, S], S = T + max(delays) + 1. The first forward
-pass reads every step up to and including the prompt's last frame of codebook 0 (step T_prompt), the
-following passes one step each; each pass gives the logits of the next step. Positions already known (the
-prompt) or kept special by the pattern are never overwritten (delay masking).
+pass (prefill) reads every step up to and including the prompt's last frame of codebook 0 (step T_prompt) into
+the model's KV cache; each following pass reads one step. Each pass gives the logits of the next step. Positions
+already known (the prompt) or kept special by the pattern are never overwritten (delay masking).
+
+The loop never reads a tensor value back to the host: sampling runs on the device, the delay mask is computed
+once, and loop control depends only on shapes. With `cuda_graph=True` the one-step pass is recorded once per
+window in a CUDA graph and replayed (inference/cuda_graph.py).
 
 Long pieces (audiocraft `MusicGen._generate_tokens`): windows of `window` frames (30 s, the length the
 models were trained on); after each window the last `window - stride` frames (12 s) become the prompt of
@@ -16,105 +20,128 @@ from dataclasses import dataclass
 
 import torch
 
+from inference.cuda_graph import StaticStep
 from lm.model import MusicGenLM
 from lm.patterns import build_delay_pattern, revert_delay_pattern
-from lm.sampling import classifier_free_guidance, sample_next_token
+from lm.sampling import SamplingParams, classifier_free_guidance, sample_next_token
+from lm.transformer import KVCache
 
 UNKNOWN = -1  # a pattern position still to be generated
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """How each next token is chosen (MusicGen's defaults)."""
+def last_logits(lm: MusicGenLM, codes: torch.Tensor, cond: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
+    """One forward pass over new steps codes [B, K, S]; float32 logits [B, K, V] of the step after the last.
 
-    use_sampling: bool = True
-    top_k: int = 250
-    top_p: float = 0.0
-    temperature: float = 1.0
-    cfg_coef: float = 3.0
-
-
-def window_steps(prompt_frames: int, num_frames: int, max_delay: int) -> int:
-    """Forward passes one window takes: T + max_delay - T_prompt."""
-    return num_frames + max_delay - prompt_frames
+    Only the last step goes through the output heads.
+    """
+    hidden = lm.hidden_states(codes, cond, cache=cache)  # [B, S, D]
+    return lm.logits(hidden[:, -1:])[:, :, 0].float()  # [B, K, V]
 
 
 @torch.no_grad()
-def generate_window(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, num_frames: int,
-                    params: SamplingParams, generator: torch.Generator | None = None,
-                    on_step: Callable[[], None] | None = None) -> torch.Tensor:
+def generate_window(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, num_frames: int, *,
+                    sampling: SamplingParams, generator: torch.Generator | None = None,
+                    on_step: Callable[[], None] | None = None, cuda_graph: bool = False) -> torch.Tensor:
     """Complete `prompt` [B, K, T_prompt] (T_prompt may be 0) to `num_frames` frames.
 
     Args:
-        lm: the language model.
+        lm: the language model (as loaded, or transformed for speed by inference/speed.py).
         cond: [B, L, D] projected condition, or [2B, L, D] (conditional rows, then null rows) for CFG;
             cross-attended, or prepended on the first pass for models without cross-attention (melody).
         prompt: [B, K, T_prompt] known codes.
         num_frames: T, frames of the result, prompt included (T > T_prompt).
-        params: sampling settings; CFG is applied when cond has 2B rows.
+        sampling: how tokens are chosen; CFG is applied when cond has 2B rows.
         generator: random generator for the sampling.
         on_step: called after every forward pass (progress).
+        cuda_graph: record the one-step pass in a CUDA graph and replay it (CUDA only).
     Returns:
         codes [B, K, T], starting with the prompt.
     """
     B, K, T_prompt = prompt.shape
-    delays, special = lm.config.delays, lm.config.special_token
+    if cond.shape[0] not in (B, 2 * B):
+        raise ValueError(f"cond has {cond.shape[0]} rows for a batch of {B}: expected {B}, or {2 * B} with CFG")
+    guided = cond.shape[0] == 2 * B
     codes = torch.full((B, K, num_frames), UNKNOWN, dtype=torch.long, device=prompt.device)
     codes[..., :T_prompt] = prompt
-    sequence = build_delay_pattern(codes, delays, special)  # [B, K, S]
-    guided = cond.shape[0] == 2 * B
+    sequence = build_delay_pattern(codes, lm.config.delays, lm.config.special_token)  # [B, K, S]
+    known = sequence != UNKNOWN  # [B, K, S] delay masking: prompt and special positions are never overwritten
+
+    def rows(steps: torch.Tensor) -> torch.Tensor:  # CFG: the null rows read the same tokens
+        return torch.cat([steps, steps]) if guided else steps  # [B(x2), K, steps]
+
     prefix = 0 if lm.config.cross_attention else cond.shape[1]  # melody models prepend the condition
-    cache = lm.new_cache(cond.shape[0], prefix + sequence.shape[-1])
+    cache = lm.new_cache(prefix + sequence.shape[-1])
     start = T_prompt + 1  # the first step holding an unknown frame of codebook 0 (delays[0] == 0)
-    fed = 0
+    logits = last_logits(lm, rows(sequence[..., :start]), cond, cache)  # prefill: [B(x2), K, V]
+
+    def one_step(steps: torch.Tensor) -> torch.Tensor:  # [B(x2), K, 1] at the cache's next position
+        return last_logits(lm, steps, None, cache)  # [B(x2), K, V]
+
+    graph = StaticStep(one_step, cache, rows(sequence[..., :1]), record=True) if cuda_graph else None
     for step in range(start, sequence.shape[-1]):
-        inputs = sequence[..., fed:step]  # [B, K, steps]: the prompt at once, then one step at a time
-        inputs = torch.cat([inputs, inputs]) if guided else inputs  # CFG: one doubled batch
-        logits = lm(inputs, cond if fed == 0 else None, cache=cache)[:, :, -1].float()  # [B(x2), K, V]
+        if step > start:
+            previous = rows(sequence[..., step - 1 : step])  # [B(x2), K, 1]
+            logits = one_step(previous) if graph is None else graph(previous, prefix + step - 1)  # [B(x2), K, V]
         if guided:
-            logits = classifier_free_guidance(logits, params.cfg_coef)  # [B, K, V]
-        tokens = sample_next_token(logits, params.use_sampling, params.temperature, params.top_k, params.top_p,
-                                   generator)  # [B, K]
-        current = sequence[..., step]
-        sequence[..., step] = torch.where(current == UNKNOWN, tokens, current)  # delay masking: keep knowns
-        fed = step
+            logits = classifier_free_guidance(logits, sampling.cfg_coef)  # [B, K, V]
+        tokens = sample_next_token(logits, sampling, generator)  # [B, K]
+        sequence[..., step] = torch.where(known[..., step], sequence[..., step], tokens)
         if on_step is not None:
             on_step()
-    return revert_delay_pattern(sequence, delays)  # [B, K, T]
+    return revert_delay_pattern(sequence, lm.config.delays)  # [B, K, T]
 
 
-def plan_windows(prompt_frames: int, total_frames: int, window: int, stride: int) -> list[tuple[int, int]]:
-    """The (prompt frames, window frames) of each window of a long generation (audiocraft's loop).
+@dataclass(frozen=True)
+class Window:
+    """One window of a long generation: it starts at frame `start` of the piece, and its first `prompt` of
+    `frames` frames are known (the end of the previous window, or of the audio prompt)."""
 
-    Example: window 50, stride 30, no prompt, 115 frames -> [(0, 50), (20, 50), (20, 50), (20, 25)]:
-    50 new frames, then 30, 30 and 5; each window after the first starts from the previous one's last 20.
+    start: int
+    prompt: int
+    frames: int
+
+
+def plan_windows(prompt_frames: int, total_frames: int, window: int, stride: int) -> list[Window]:
+    """The windows of a generation of `total_frames` frames, the first `prompt_frames` given (audiocraft's loop).
+
+    Example: window 50, stride 30, no prompt, 115 frames -> windows at 0, 30, 60, 90 of 50, 50, 50, 25 frames,
+    each after the first re-reading the previous one's last 20 frames: 50 new frames, then 30, 30 and 5.
+    A prompt of a window or more is continued from its last `window - stride` frames, as a later window would be.
     """
+    if not 0 <= prompt_frames < total_frames:
+        raise ValueError(f"the prompt ({prompt_frames} frames) must be shorter than the piece ({total_frames})")
     if total_frames <= window:
-        return [(prompt_frames, total_frames)]
+        return [Window(0, prompt_frames, total_frames)]
     if not 0 < stride <= window:
         raise ValueError(f"the stride ({stride} frames) must be in 1..window ({window} frames)")
-    plan, offset, prompt = [], 0, prompt_frames
-    while offset + prompt < total_frames:
-        frames = min(total_frames - offset, window)
-        plan.append((prompt, frames))
-        prompt = max(0, frames - stride)
-        offset += stride
-    return plan
+    start, prompt = 0, prompt_frames
+    if prompt >= window:
+        start, prompt = prompt_frames - (window - stride), window - stride
+    plan = []
+    while True:
+        frames = min(total_frames - start, window)
+        plan.append(Window(start, prompt, frames))
+        if start + frames >= total_frames:
+            return plan
+        start, prompt = start + stride, frames - stride
 
 
-def generate_long(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, total_frames: int, window: int,
-                  stride: int, params: SamplingParams, generator: torch.Generator | None = None,
-                  on_step: Callable[[], None] | None = None, window_fn: Callable | None = None) -> torch.Tensor:
-    """A window function over sliding windows: codes [B, K, total_frames], the prompt first.
+def plan_steps(plan: list[Window], max_delay: int) -> int:
+    """Forward passes a plan takes: each window makes T + max_delay - T_prompt of them."""
+    return sum(w.frames - w.prompt + max_delay for w in plan)
 
-    `window_fn` has `generate_window`'s signature and results (the default; `inference.fast.generate_window_fast`
-    is the faster equivalent the pipeline uses).
-    """
-    window_fn = window_fn or generate_window
-    pieces, context = [prompt], prompt
-    for prompt_frames, frames in plan_windows(prompt.shape[-1], total_frames, window, stride):
-        assert context.shape[-1] == prompt_frames
-        codes = window_fn(lm, cond, context, frames, params, generator, on_step)  # [B, K, frames]
-        pieces.append(codes[..., prompt_frames:])
-        context = codes[..., stride:]
-    return torch.cat(pieces, dim=-1)  # [B, K, total_frames]
+
+def generate_long(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, plan: list[Window], *,
+                  sampling: SamplingParams, generator: torch.Generator | None = None,
+                  on_step: Callable[[], None] | None = None, cuda_graph: bool = False) -> torch.Tensor:
+    """Run `generate_window` over the windows of `plan`: codes [B, K, total], starting with the whole prompt."""
+    B, K, T_prompt = prompt.shape
+    last = plan[-1]
+    codes = torch.full((B, K, last.start + last.frames), UNKNOWN, dtype=torch.long, device=prompt.device)
+    codes[..., :T_prompt] = prompt
+    for w in plan:
+        context = codes[..., w.start : w.start + w.prompt]  # [B, K, prompt]
+        window = generate_window(lm, cond, context, w.frames, sampling=sampling, generator=generator,
+                                 on_step=on_step, cuda_graph=cuda_graph)  # [B, K, frames]
+        codes[..., w.start + w.prompt : w.start + w.frames] = window[..., w.prompt :]
+    return codes  # [B, K, total]

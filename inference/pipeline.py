@@ -4,13 +4,15 @@
     cond (+ prompt codes) --LM over the delay pattern, window by window--> codes [B, K, T]
     codes --EnCodec decoder--> audio [B, C, T * hop]
 
-The token loops live in `inference/generation.py`; this class wires the parts and handles audio in and out.
+The token loop lives in `inference/generation.py`; this class wires the parts and handles audio in and out.
+Speed is applied to the one LM at load time (`inference/speed.py`: reduced precision) and in the loop
+(`cuda_graph`: the one-step pass recorded once per window and replayed).
 """
 
 import math
 import os
+import warnings
 from collections.abc import Callable
-from functools import partial
 
 import torch
 from tqdm.auto import tqdm
@@ -18,11 +20,12 @@ from tqdm.auto import tqdm
 from encodec import EncodecModel
 from inference.audio import resample
 from inference.audio_prompt import prepare_prompt
-from inference.fast import generate_window_fast
-from inference.generation import SamplingParams, generate_long, generate_window, plan_windows, window_steps
+from inference.generation import Window, generate_long, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
+from inference.speed import prepare_for_inference
 from lm.chroma import ChromaExtractor, null_chroma
 from lm.model import MusicGenLM
+from lm.sampling import SamplingParams
 
 
 def default_device() -> torch.device:
@@ -40,17 +43,18 @@ class MusicGen:
         extend_stride: seconds added by each further window of a longer piece (audiocraft: 18 s, so each
             window re-reads the last max_duration - extend_stride = 12 s as its prompt). Default
             min(18, 0.6 * max_duration), for models trained on windows shorter than 30 s.
+        cuda_graph: record each window's one-step pass in a CUDA graph and replay it (CUDA only).
     """
 
     def __init__(self, lm: MusicGenLM, codec: EncodecModel, text: torch.nn.Module, max_duration: float = 30.0,
-                 extend_stride: float | None = None):
+                 extend_stride: float | None = None, cuda_graph: bool = False):
         self.lm, self.codec, self.text = lm, codec, text
         # audiocraft's 18 s for 30 s windows; models trained on shorter windows keep the same 60% stride
         self.max_duration = max_duration
         self.extend_stride = extend_stride if extend_stride is not None else min(18.0, 0.6 * max_duration)
-        # The decoding loop: inference/fast.py (static cache, prefill + one-step decode; equal tokens) by default,
-        # inference/generation.py's reference loop with fast=False. cuda_graphs records the step on CUDA.
-        self.fast, self.cuda_graphs = True, False
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device; the model is on {self.device.type}")
+        self.cuda_graph = cuda_graph
         codec_codebooks = codec.num_codebooks * lm.config.audio_channels
         if lm.config.num_codebooks != codec_codebooks:
             raise ValueError(f"the LM predicts {lm.config.num_codebooks} codebooks, the codec gives "
@@ -58,19 +62,23 @@ class MusicGen:
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike = "facebook/musicgen-small",
-                        device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "MusicGen":
-        """Load a published MusicGen (Hub repo id, short name like "small", or a local transformers-layout folder).
+                        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                        cuda_graph: bool = False) -> "MusicGen":
+        """Load a published MusicGen (Hub repo id, short name like "small", or a local folder of either layout).
 
         Args:
             device: default CUDA when available, else CPU.
-            dtype: the LM's dtype; default float16 on CUDA (as audiocraft), float32 on CPU. T5 and the codec
-                always run in float32.
+            dtype: the dtype of the LM's matrix products (`inference.speed.prepare_for_inference`); default
+                float16 on CUDA (as audiocraft), float32 on CPU (bfloat16 is faster on CPUs with AMX). The
+                residual stream, norms and heads of the LM, T5 and the codec always run in float32.
+            cuda_graph: record each window's one-step pass in a CUDA graph and replay it (CUDA only).
         """
         device = torch.device(device) if device is not None else default_device()
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
-        parts = load_musicgen_parts(source, device, dtype)
-        return cls(parts.lm, parts.codec, parts.text, max_duration=parts.max_duration)
+        parts = load_musicgen_parts(source, device, torch.float32)
+        lm = prepare_for_inference(parts.lm, dtype)
+        return cls(lm, parts.codec, parts.text, max_duration=parts.max_duration, cuda_graph=cuda_graph)
 
     @property
     def sample_rate(self) -> int:
@@ -118,8 +126,10 @@ class MusicGen:
             raise ValueError("give at least one description (None or '' for unconditional generation)")
         prompt = torch.zeros(len(descriptions), self.lm.config.num_codebooks, 0, dtype=torch.long,
                              device=self.device)
-        params = SamplingParams(use_sampling, top_k, top_p, temperature, cfg_coef)
-        return self._generate(descriptions, prompt, self._num_frames(duration), params, seed, progress, callback)
+        sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
+                                  cfg_coef=cfg_coef)
+        return self._generate(descriptions, prompt, self._num_frames(duration), sampling=sampling, seed=seed,
+                              progress=progress, callback=callback)
 
     def generate_with_chroma(self, descriptions: list[str | None] | str, melody_wavs: torch.Tensor | list,
                              melody_sample_rate: int, duration: float = 10.0, seed: int | None = None,
@@ -151,8 +161,10 @@ class MusicGen:
         chroma = [self._chroma(wav, melody_sample_rate) for wav in melody_wavs]
         prompt = torch.zeros(len(descriptions), self.lm.config.num_codebooks, 0, dtype=torch.long,
                              device=self.device)
-        params = SamplingParams(use_sampling, top_k, top_p, temperature, cfg_coef)
-        codes = self._generate(descriptions, prompt, num_frames, params, seed, progress, callback, chroma)
+        sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
+                                  cfg_coef=cfg_coef)
+        codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
+                               callback=callback, chroma=chroma)
         return self.decode(codes)
 
     def generate_continuation(self, prompt_wav: torch.Tensor, prompt_sample_rate: int,
@@ -182,8 +194,16 @@ class MusicGen:
         if prompt.shape[-1] >= num_frames:
             raise ValueError(f"the prompt ({prompt.shape[-1] / self.frame_rate:.2f} s) must be shorter than the "
                              f"requested duration ({duration} s), which includes it")
-        params = SamplingParams(use_sampling, top_k, top_p, temperature, cfg_coef)
-        codes = self._generate(descriptions, prompt, num_frames, params, seed, progress, callback)
+        window = self._window_frames()
+        if prompt.shape[-1] >= window:
+            context = (window - math.floor(self.extend_stride * self.frame_rate + 1e-6)) / self.frame_rate
+            warnings.warn(f"the audio prompt ({prompt.shape[-1] / self.frame_rate:.1f} s) is longer than one window "
+                          f"of this model ({self.max_duration:g} s): continuing from its last {context:g} s",
+                          stacklevel=2)
+        sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
+                                  cfg_coef=cfg_coef)
+        codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
+                               callback=callback)
         return self.decode(codes)
 
     @torch.no_grad()
@@ -200,17 +220,22 @@ class MusicGen:
             raise ValueError(f"duration must be a positive number of seconds, got {duration}")
         return max(1, math.floor(duration * self.frame_rate + 1e-6))
 
-    def _generate(self, descriptions: list[str | None], prompt: torch.Tensor, num_frames: int,
-                  params: SamplingParams, seed: int | None, progress: bool,
+    def _window_frames(self) -> int:
+        return math.floor(self.max_duration * self.frame_rate + 1e-6)
+
+    def plan(self, prompt_frames: int, num_frames: int) -> list[Window]:
+        """The windows that generate `num_frames` frames after a prompt of `prompt_frames` (one if it fits)."""
+        stride = math.floor(self.extend_stride * self.frame_rate + 1e-6)
+        return plan_windows(prompt_frames, num_frames, self._window_frames(), stride)
+
+    def _generate(self, descriptions: list[str | None], prompt: torch.Tensor, num_frames: int, *,
+                  sampling: SamplingParams, seed: int | None, progress: bool,
                   callback: Callable[[int, int], None] | None,
                   chroma: list[torch.Tensor | None] | None = None) -> torch.Tensor:
-        window = math.floor(self.max_duration * self.frame_rate + 1e-6)
-        stride = math.floor(self.extend_stride * self.frame_rate + 1e-6)
-        max_delay = max(self.lm.config.delays)
-        total = sum(window_steps(p, t, max_delay) for p, t in plan_windows(prompt.shape[-1], num_frames, window,
-                                                                           stride))
+        plan = self.plan(prompt.shape[-1], num_frames)
+        total = plan_steps(plan, max(self.lm.config.delays))
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
-        cond = self._condition(descriptions, with_null=params.cfg_coef > 1.0, chroma=chroma)
+        cond = self._condition(descriptions, with_null=sampling.guided, chroma=chroma)
         bar = tqdm(total=total, desc="generating", unit="step", disable=not progress)
         done = 0
 
@@ -222,9 +247,8 @@ class MusicGen:
                 callback(done, total)
 
         try:
-            window_fn = partial(generate_window_fast, compile=self.cuda_graphs) if self.fast else generate_window
-            return generate_long(self.lm, cond, prompt, num_frames, window, stride, params, generator, on_step,
-                                 window_fn)
+            return generate_long(self.lm, cond, prompt, plan, sampling=sampling, generator=generator,
+                                 on_step=on_step, cuda_graph=self.cuda_graph)
         finally:
             bar.close()
 
@@ -242,15 +266,18 @@ class MusicGen:
         text = self.lm.project_condition(states.to(param.dtype), mask)  # [B, L, D]
         if self.lm.config.num_chroma is None:
             return torch.cat([text, torch.zeros_like(text)]) if with_null else text  # [B(x2), L, D]
-        chroma = chroma or [None] * len(descriptions)
-        melody = [self._null_chroma() if c is None else c for c in chroma]
-        frames = self.lm.config.chroma_length  # each melody tiled (or cut) to 235 frames on its own
-        melody = torch.stack([c.repeat(-(-frames // c.shape[0]), 1)[:frames] for c in melody])  # [B, 235, 12]
-        cond = self.lm.melody_condition(melody.to(param.dtype), text)  # [B, 235 + L, D]
+        frames = self.lm.config.chroma_length
+
+        def tiled(c: torch.Tensor) -> torch.Tensor:  # [F, 12] -> [235, 12]: a short melody repeats, as in transformers
+            return c.repeat(-(-frames // c.shape[0]), 1)[:frames].to(param.dtype)
+
+        null = tiled(self._null_chroma())  # [235, 12]
+        melody = torch.stack([null if c is None else tiled(c) for c in chroma or [None] * len(descriptions)])
+        cond = self.lm.melody_condition(melody, text)  # [B, 235 + L, D]
         if not with_null:
             return cond
-        null = self._null_chroma()[None].expand(len(descriptions), -1, -1).to(param.dtype)
-        return torch.cat([cond, self.lm.melody_condition(null, torch.zeros_like(text))])  # [2B, 235 + L, D]
+        nulls = null[None].expand(len(descriptions), -1, -1)  # [B, 235, 12]
+        return torch.cat([cond, self.lm.melody_condition(nulls, torch.zeros_like(text))])  # [2B, 235 + L, D]
 
     def _null_chroma(self) -> torch.Tensor:
         return null_chroma(1, self.lm.config.num_chroma, self.device)[0]  # [1, 12]

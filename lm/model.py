@@ -55,10 +55,13 @@ class MusicGenLM(nn.Module):
             cond = cond * text_mask[..., None].to(cond.dtype)  # [B, L, D]
         return cond
 
-    def new_cache(self, batch: int, max_steps: int) -> KVCache:
-        """An empty decoding state for `batch` sequences of up to `max_steps` steps, on this model's device."""
-        param = self.out_norm.weight
-        return KVCache.empty(self.config, batch, max_steps, param.device, param.dtype)
+    def new_cache(self, max_steps: int) -> KVCache:
+        """An empty decoding state for up to `max_steps` steps (prepended condition included).
+
+        Its buffers are allocated by the first call that writes to it, for that call's batch, in the dtype of
+        the keys (the model's, or the compute dtype of reduced-precision linears) and on their device.
+        """
+        return KVCache(self.config.num_layers, max_steps)
 
     def forward(
         self,
@@ -67,7 +70,7 @@ class MusicGenLM(nn.Module):
         cond_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """Logits for the next token of every codebook at every step.
+        """Logits for the next token of every codebook at every step: `logits(hidden_states(...))`.
 
         Args:
             codes: [B, K, S] delayed token sequence, values in [0, card] (card = special token).
@@ -77,9 +80,23 @@ class MusicGenLM(nn.Module):
             cond_mask: optional [B, L] key mask for cross-attention. None (the default) is audiocraft's
                 behaviour: padded text is zero vectors but still attended. transformers masks the padding,
                 so logits differ from transformers whenever a batch mixes text lengths.
-            cache: decoding state; the S new steps are appended after `cache.offset` steps.
+            cache: decoding state; the S new steps are appended after the steps it holds.
         Returns:
             logits [B, K, S, V] for the S token steps (never for prepended positions).
+        """
+        return self.logits(self.hidden_states(codes, cond, cond_mask, cache))
+
+    def hidden_states(
+        self,
+        codes: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        cond_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """The normalised last hidden state of each token step, [B, S, D]; arguments as `forward`.
+
+        Decoding needs only the last step's logits: `logits(hidden_states(...)[:, -1:])` skips the K heads
+        for the other steps of a prompt.
         """
         B, K, S = codes.shape
         if self.config.num_codebooks != K:
@@ -89,21 +106,24 @@ class MusicGenLM(nn.Module):
             x = torch.cat([cond.to(x.dtype), x], dim=1)  # prepend conditioning: [B, L + S, D]
             cond = None
         x = self.transformer(x, cond, cond_mask, cache)  # [B, L + S, D]
-        x = self.out_norm(x[:, -S:])  # [B, S, D]
-        return torch.stack([head(x) for head in self.heads], dim=1)  # [B, K, S, V]
+        return self.out_norm(x[:, -S:])  # [B, S, D]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states [B, S, D] -> logits [B, K, S, V], one linear head per codebook."""
+        return torch.stack([head(hidden) for head in self.heads], dim=1)  # [B, K, S, V]
 
     def melody_condition(self, chroma: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """The prefix of a melody model: [projected chroma, projected text] (audiocraft's prepend fuser order).
 
-        The chroma is tiled or cut to `chroma_length` frames (a short melody repeats, as in transformers).
-
         Args:
-            chroma: [B, F, num_chroma] one-hot chroma frames (the null melody is bin 0 everywhere).
+            chroma: [B, chroma_length, num_chroma] one-hot chroma frames (a shorter melody is tiled to this
+                length by the caller, as transformers does; the null melody is bin 0 everywhere).
             text: [B, L, D] projected text (`project_condition`), zeros for the null condition.
         Returns:
             cond [B, chroma_length + L, D] to pass to `forward`.
         """
-        length = self.config.chroma_length
-        repeats = -(-length // chroma.shape[1])  # ceil
-        chroma = self.chroma_proj(chroma.to(text.dtype)).repeat(1, repeats, 1)[:, :length]  # [B, chroma_length, D]
+        if chroma.shape[1] != self.config.chroma_length:
+            raise ValueError(f"the melody has {chroma.shape[1]} chroma frames, the model takes "
+                             f"{self.config.chroma_length}")
+        chroma = self.chroma_proj(chroma.to(text.dtype))  # [B, chroma_length, D]
         return torch.cat([chroma, text], dim=1)  # [B, chroma_length + L, D]

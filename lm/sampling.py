@@ -6,7 +6,43 @@ Every random draw takes an explicit `torch.Generator`, so a seed reproduces a ru
 match audiocraft's, so a generator seeded like audiocraft's global RNG draws the same tokens.
 """
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How each next token is chosen; the defaults are MusicGen's (sampling, top-k 250, CFG 3).
+
+    Args:
+        use_sampling: sample (True) or take the argmax (False, "greedy").
+        top_k: keep the k likeliest tokens (ties kept) when > 0 and top_p is 0.
+        top_p: nucleus mass in [0, 1]; when > 0 it takes precedence over top_k.
+        temperature: softmax temperature; 0 means argmax.
+        cfg_coef: classifier-free guidance strength; 1.0 (or less) turns guidance off.
+    """
+
+    use_sampling: bool = True
+    top_k: int = 250
+    top_p: float = 0.0
+    temperature: float = 1.0
+    cfg_coef: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in [0, 1], got {self.top_p}")
+        if not self.temperature >= 0.0:  # also refuses NaN
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not -1e6 < self.cfg_coef < 1e6:
+            raise ValueError(f"cfg_coef must be a finite number, got {self.cfg_coef}")
+
+    @property
+    def guided(self) -> bool:
+        """Whether classifier-free guidance runs (a doubled batch of conditional and null rows)."""
+        return self.cfg_coef > 1.0
 
 
 def classifier_free_guidance(logits: torch.Tensor, cfg_coef: float) -> torch.Tensor:
@@ -60,30 +96,22 @@ def sample_top_p(probs: torch.Tensor, p: float, generator: torch.Generator | Non
 
 
 def sample_next_token(
-    logits: torch.Tensor,
-    use_sampling: bool = True,
-    temperature: float = 1.0,
-    top_k: int = 250,
-    top_p: float = 0.0,
-    generator: torch.Generator | None = None,
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Choose the next token of each distribution (defaults are MusicGen's: sampling, top-k 250).
+    """Choose the next token of each distribution.
 
     Args:
         logits: [..., V] raw (already CFG-mixed) logits, e.g. [B, K, V] for the last step.
-        use_sampling: sample if True (and temperature > 0), else take the argmax.
-        temperature: softmax temperature.
-        top_k: keep the top k tokens (ties kept) when > 0 and top_p is 0.
-        top_p: nucleus mass; when > 0 it takes precedence over top_k.
+        params: use_sampling, temperature, top_k and top_p are read (cfg_coef is the caller's).
         generator: random generator on the logits' device (None = torch's global RNG).
     Returns:
         token indices [...], int64.
     """
-    if not use_sampling or temperature <= 0:
+    if not params.use_sampling or params.temperature <= 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / temperature, dim=-1)  # [..., V]
-    if top_p > 0:
-        return sample_top_p(probs, top_p, generator)
-    if top_k > 0:
-        probs = top_k_filter(probs, min(top_k, probs.shape[-1]))
+    probs = torch.softmax(logits / params.temperature, dim=-1)  # [..., V]
+    if params.top_p > 0:
+        return sample_top_p(probs, params.top_p, generator)
+    if params.top_k > 0:
+        probs = top_k_filter(probs, min(params.top_k, probs.shape[-1]))
     return multinomial(probs, generator)

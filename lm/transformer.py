@@ -1,12 +1,15 @@
 """The MusicGen transformer: pre-norm layers of causal self-attention, cross-attention and a GELU FFN.
 
-Follows audiocraft's `StreamingTransformer` with MusicGen's settings (REFERENCE.md 1.2-1.3): LayerNorm eps
-1e-5 before each block, no biases in attention or FFN, exact (erf) GELU, no dropout (0 in every released
-model, so it is left out), softmax scale 1/sqrt(head_dim), sinusoidal positions added once at the input.
+Follows audiocraft's `StreamingTransformer` with MusicGen's settings (MusicGen paper, section 2.2; see
+docs/architecture.md): LayerNorm eps 1e-5 before each block, no biases in attention or FFN, exact (erf) GELU,
+no dropout (0 in every released model, so it is left out), softmax scale 1/sqrt(head_dim), sinusoidal
+positions added once at the input.
 
-Incremental decoding keeps a `KVCache`: self-attention keys/values are written into preallocated buffers,
-and cross-attention keys/values are computed from the condition on the first call and reused.
-Audiocraft recomputes cross-attention K/V every step (same numbers, more work); transformers caches them.
+One forward serves training (whole sequences, no cache), prefill (a prompt written into a `KVCache`) and
+single-step decoding (one step appended to it). The cache is static, as in gpt-fast: self-attention keys and
+values go into buffers preallocated for the whole window, written in place at the step's position, and
+cross-attention keys/values are computed from the condition once per window and reused. audiocraft recomputes
+cross-attention K/V every step (same numbers, more work); transformers caches them too.
 """
 
 from dataclasses import dataclass
@@ -16,11 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LMConfig
-
-try:  # optional; scaled_dot_product_attention already picks a flash kernel on CUDA when it can
-    from flash_attn import flash_attn_func
-except ImportError:
-    flash_attn_func = None
 
 
 def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -47,75 +45,108 @@ def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 
 class LayerCache:
     """Decoding state of one layer.
 
-    keys, values: self-attention, preallocated [B, H, S_max, Dh]; the first `KVCache.offset` steps are filled.
+    keys, values: self-attention [B, H, S_max, Dh], allocated by the first write (in the dtype and on the
+        device of the keys written); the first `KVCache.offset` steps are filled.
     cross_keys, cross_values: cross-attention [B, H, L, Dh], set on the first call and reused afterwards.
     """
 
-    keys: torch.Tensor
-    values: torch.Tensor
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
     cross_keys: torch.Tensor | None = None
     cross_values: torch.Tensor | None = None
 
 
 class KVCache:
-    """Decoding state of the whole transformer: one LayerCache per layer and the number of steps seen.
+    """Static decoding state of the whole transformer: one LayerCache per layer, room for `capacity` steps.
 
-    The offset is advanced by `Transformer.forward`, after all layers have written their keys/values.
+    Two ways to say where new steps go:
+    - `offset` (a Python int, the default): steps already written. The forward writes the new steps at
+      `offset`, attends to the filled part only, then advances it.
+    - `step` (a 0-d device tensor, after `make_static()`): the position of the single step of each call.
+      The forward writes at that position with `index_copy_` and attends to the whole buffer under a mask of
+      the positions up to it (masked keys get weight exactly 0: the same softmax). Every shape is fixed and
+      nothing is read back to the host, which is what a CUDA graph needs to record the step once and replay it.
     """
 
-    def __init__(self, layers: list[LayerCache]) -> None:
-        self.layers = layers
+    def __init__(self, num_layers: int, capacity: int) -> None:
+        self.layers = [LayerCache() for _ in range(num_layers)]
+        self.capacity = capacity
         self.offset = 0
+        self.step: torch.Tensor | None = None
 
-    @classmethod
-    def empty(
-        cls, config: LMConfig, batch: int, max_steps: int, device: torch.device, dtype: torch.dtype
-    ) -> "KVCache":
-        """Allocate room for `max_steps` steps of a batch of `batch` sequences."""
-        shape = (batch, config.num_heads, max_steps, config.head_dim)  # [B, H, S_max, Dh]
-        layers = [
-            LayerCache(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
-            for _ in range(config.num_layers)
-        ]
-        return cls(layers)
+    def make_static(self) -> torch.Tensor:
+        """Switch to static single steps; returns the step tensor, which the caller sets before each call."""
+        device = self.layers[0].keys.device  # allocated by a first (prefill) call
+        self.step = torch.tensor(self.offset, device=device)
+        return self.step
 
-    @property
-    def capacity(self) -> int:
-        return self.layers[0].keys.shape[2]
+    def positions(self, steps: int, device: torch.device) -> torch.Tensor:
+        """Positions [S] of the next `steps` steps."""
+        if self.step is not None:
+            if steps != 1:
+                raise ValueError(f"a static cache takes one step per call, got {steps}")
+            return self.step.reshape(1)
+        if self.offset + steps > self.capacity:
+            raise ValueError(f"KV cache holds {self.capacity} steps, step {self.offset + steps} was requested")
+        return torch.arange(self.offset, self.offset + steps, device=device)
 
+    def update(
+        self, layer: int, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Write the new steps' keys/values [B, H, S, Dh] of one layer; return what the queries attend to.
 
-def _use_flash(q: torch.Tensor) -> bool:
-    return flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+        Returns:
+            keys, values [B, H, S_k, Dh] and a visibility mask: None with `offset` (causal over the last S of
+            S_k keys), or [1, S_max] bool in static mode.
+        """
+        cache = self.layers[layer]
+        if cache.keys is None:
+            B, H, _, Dh = keys.shape
+            cache.keys = keys.new_zeros(B, H, self.capacity, Dh)  # [B, H, S_max, Dh]
+            cache.values = torch.zeros_like(cache.keys)
+        if self.step is not None:  # static: write at a device position, attend over the whole buffer
+            cache.keys.index_copy_(2, self.step.reshape(1), keys)
+            cache.values.index_copy_(2, self.step.reshape(1), values)
+            visible = torch.arange(self.capacity, device=keys.device) <= self.step  # [S_max]
+            return cache.keys, cache.values, visible[None]
+        end = self.offset + keys.shape[2]
+        cache.keys[:, :, self.offset : end] = keys
+        cache.values[:, :, self.offset : end] = values
+        return cache.keys[:, :, :end], cache.values[:, :, :end], None  # [B, H, end, Dh]
+
+    def advance(self, steps: int) -> None:
+        """Count `steps` new steps as written (after every layer has written them; no-op when static)."""
+        if self.step is None:
+            self.offset += steps
 
 
 def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, key_mask: torch.Tensor | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(Dh)) v over heads.
 
     Args:
         q: [B, H, S, Dh] queries; k, v: [B, H, S_k, Dh]. With a cache S_k = past steps + S.
         causal: query i (the (S_k - S + i)-th step) sees keys up to its own step. One query needs no mask.
-        key_mask: optional [B, S_k] bool, False for keys to ignore; cross-attention only (transformers'
-            padded-text behaviour; audiocraft never masks). A fully masked row attends uniformly, not NaN.
+        key_mask: optional bool mask of the keys to attend to, broadcast to [B, H, S, S_k]: a static cache's
+            [1, S_k] visibility, or a [B, 1, 1, S_k] cross-attention mask of padded text. A query that can see
+            no key attends uniformly, not NaN.
     Returns:
         [B, H, S, Dh].
     """
-    if causal and key_mask is not None:
-        raise ValueError("key_mask is for (non-causal) cross-attention only")
     S, S_k = q.shape[2], k.shape[2]
-    causal = causal and S > 1
-    if key_mask is None and _use_flash(q):  # flash aligns a causal mask to the last keys, as we want
-        out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal)
-        return out.transpose(1, 2)  # [B, H, S, Dh]
-    if causal and S_k == S:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    mask = None
-    if causal:  # queries are the last S of S_k steps (prompt fed after earlier steps)
-        mask = torch.ones(S, S_k, dtype=torch.bool, device=q.device).tril(diagonal=S_k - S)  # [S, S_k]
-    elif key_mask is not None:  # additive bias: finfo.min keeps fully masked rows finite
+    if key_mask is not None:  # additive bias: finfo.min keeps fully masked rows finite
         bias = torch.zeros(key_mask.shape, dtype=q.dtype, device=q.device)
-        mask = bias.masked_fill(~key_mask.bool(), torch.finfo(q.dtype).min)[:, None, None, :]  # [B, 1, 1, S_k]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.masked_fill(~key_mask, torch.finfo(q.dtype).min))
+    if not causal or S == 1:
+        return F.scaled_dot_product_attention(q, k, v)
+    if S_k == S:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    mask = torch.ones(S, S_k, dtype=torch.bool, device=q.device).tril(diagonal=S_k - S)  # [S, S_k]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
@@ -134,13 +165,13 @@ class MultiheadAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim, bias=False)
         self.out_proj = nn.Linear(dim, dim, bias=False)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, S, D = x.shape
         return x.view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # [B, H, S, Dh]
 
     def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Project source [B, S_k, D] to keys and values, each [B, H, S_k, Dh]."""
-        return self._split_heads(self.k_proj(source)), self._split_heads(self.v_proj(source))
+        return self.split_heads(self.k_proj(source)), self.split_heads(self.v_proj(source))
 
     def forward(
         self,
@@ -152,7 +183,7 @@ class MultiheadAttention(nn.Module):
     ) -> torch.Tensor:
         """Attend from x [B, S, D] to keys/values [B, H, S_k, Dh]; returns [B, S, D]."""
         B, S, D = x.shape
-        q = self._split_heads(self.q_proj(x))  # [B, H, S, Dh]
+        q = self.split_heads(self.q_proj(x))  # [B, H, S, Dh]
         out = attention(q, keys, values, causal, key_mask)  # [B, H, S, Dh]
         return self.out_proj(out.transpose(1, 2).reshape(B, S, D))  # [B, S, D]
 
@@ -176,38 +207,45 @@ class TransformerLayer(nn.Module):
         x: torch.Tensor,
         cond: torch.Tensor | None,
         cond_mask: torch.Tensor | None,
-        cache: LayerCache | None,
-        offset: int,
+        cache: KVCache | None,
+        index: int,
     ) -> torch.Tensor:
-        """x [B, S, D], cond [B, L, D] (may be None once cached), offset = steps already in the cache."""
-        x = x + self._self_attention(self.self_attn_norm(x), cache, offset)
+        """x [B, S, D], cond [B, L, D] (may be None once cached); `index` is this layer's place in the cache.
+
+        Each block adds its output to the stream x. When the linear layers run in reduced precision (see
+        inference/speed.py) their outputs are bfloat16/float16 and the sum promotes back to the stream's float32.
+        """
+        x = x + self._self_attention(self.self_attn_norm(x), cache, index)
         if self.cross_attn is not None:
-            x = x + self._cross_attention(self.cross_attn_norm(x), cond, cond_mask, cache)
+            x = x + self._cross_attention(self.cross_attn_norm(x), cond, cond_mask, cache, index)
         return x + self.linear2(F.gelu(self.linear1(self.ffn_norm(x))))  # exact erf GELU
 
-    def _self_attention(self, h: torch.Tensor, cache: LayerCache | None, offset: int) -> torch.Tensor:
+    def _self_attention(self, h: torch.Tensor, cache: KVCache | None, index: int) -> torch.Tensor:
         keys, values = self.self_attn.keys_values(h)  # [B, H, S, Dh]
+        visible = None
         if cache is not None:
-            end = offset + h.shape[1]
-            if end > cache.keys.shape[2]:
-                raise ValueError(f"KV cache holds {cache.keys.shape[2]} steps, step {end} was requested")
-            cache.keys[:, :, offset:end] = keys
-            cache.values[:, :, offset:end] = values
-            keys, values = cache.keys[:, :, :end], cache.values[:, :, :end]  # [B, H, end, Dh]
-        return self.self_attn(h, keys, values, causal=True)
+            keys, values, visible = cache.update(index, keys, values)  # [B, H, S_k, Dh]
+        return self.self_attn(h, keys, values, causal=visible is None, key_mask=visible)
 
     def _cross_attention(
-        self, h: torch.Tensor, cond: torch.Tensor | None, cond_mask: torch.Tensor | None, cache: LayerCache | None
+        self,
+        h: torch.Tensor,
+        cond: torch.Tensor | None,
+        cond_mask: torch.Tensor | None,
+        cache: KVCache | None,
+        index: int,
     ) -> torch.Tensor:
-        if cache is not None and cache.cross_keys is not None:
-            keys, values = cache.cross_keys, cache.cross_values
+        layer_cache = None if cache is None else cache.layers[index]
+        if layer_cache is not None and layer_cache.cross_keys is not None:
+            keys, values = layer_cache.cross_keys, layer_cache.cross_values  # computed once per window
         else:
             if cond is None:
                 raise ValueError("this layer cross-attends: pass the condition [B, L, D]")
             keys, values = self.cross_attn.keys_values(cond)  # [B, H, L, Dh]
-            if cache is not None:
-                cache.cross_keys, cache.cross_values = keys, values
-        return self.cross_attn(h, keys, values, causal=False, key_mask=cond_mask)
+            if layer_cache is not None:
+                layer_cache.cross_keys, layer_cache.cross_values = keys, values
+        key_mask = None if cond_mask is None else cond_mask.bool()[:, None, None, :]  # [B, 1, 1, L]
+        return self.cross_attn(h, keys, values, causal=False, key_mask=key_mask)
 
 
 class Transformer(nn.Module):
@@ -231,16 +269,15 @@ class Transformer(nn.Module):
             x: [B, S, D] input embeddings.
             cond: [B, L, D] condition for cross-attention (None without cross-attention or once cached).
             cond_mask: optional [B, L] bool key mask for cross-attention (None = audiocraft: no masking).
-            cache: decoding state; positions start at `cache.offset`, which is then advanced by S.
+            cache: decoding state; the S steps are written after those it holds, then counted.
         Returns:
             [B, S, D] hidden states.
         """
         B, S, D = x.shape
-        offset = 0 if cache is None else cache.offset
-        positions = torch.arange(offset, offset + S, device=x.device)  # [S]
+        positions = torch.arange(S, device=x.device) if cache is None else cache.positions(S, x.device)  # [S]
         x = x + sinusoidal_embedding(positions, D, self.max_period).to(x.dtype)  # [B, S, D]
-        for i, layer in enumerate(self.layers):
-            x = layer(x, cond, cond_mask, None if cache is None else cache.layers[i], offset)
+        for index, layer in enumerate(self.layers):
+            x = layer(x, cond, cond_mask, cache, index)
         if cache is not None:
-            cache.offset += S
+            cache.advance(S)
         return x

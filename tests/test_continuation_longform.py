@@ -5,7 +5,8 @@ import torch
 
 from inference import MusicGen
 from inference.audio_prompt import prepare_prompt
-from inference.generation import SamplingParams, generate_window, plan_windows
+from inference.generation import Window, generate_window, plan_windows
+from lm.sampling import SamplingParams
 from tests.musicgen_oracle import hf_generate_codes, save_tiny_musicgen
 
 
@@ -48,12 +49,32 @@ def test_continuation_errors(checkpoint):
 
 
 def test_plan_windows():
-    assert plan_windows(0, 40, 50, 30) == [(0, 40)]
-    assert plan_windows(0, 115, 50, 30) == [(0, 50), (20, 50), (20, 50), (20, 25)]
-    assert plan_windows(10, 115, 50, 30) == [(10, 50), (20, 50), (20, 50), (20, 25)]  # 40 + 30 + 30 + 5 new
-    assert plan_windows(0, 1500 * 3, 1500, 900)[:2] == [(0, 1500), (600, 1500)]  # 30 s windows, 12 s re-read
+    def plan(*args):
+        return [(w.start, w.prompt, w.frames) for w in plan_windows(*args)]
+
+    assert plan(0, 40, 50, 30) == [(0, 0, 40)]
+    assert plan(0, 115, 50, 30) == [(0, 0, 50), (30, 20, 50), (60, 20, 50), (90, 20, 25)]
+    assert plan(10, 115, 50, 30) == [(0, 10, 50), (30, 20, 50), (60, 20, 50), (90, 20, 25)]  # 40 + 30 + 30 + 5 new
+    assert plan(0, 1500 * 3, 1500, 900)[:2] == [(0, 0, 1500), (900, 600, 1500)]  # 30 s windows, 12 s re-read
     with pytest.raises(ValueError):
         plan_windows(0, 100, 50, 0)
+    with pytest.raises(ValueError, match="shorter than the piece"):
+        plan_windows(40, 40, 50, 30)
+
+
+def test_a_prompt_longer_than_a_window_is_continued_from_its_end():
+    """The README's continuation of a 10 s clip by a model of shorter windows: the last window - stride frames."""
+    assert plan_windows(60, 80, 50, 30) == [Window(40, 20, 40)]  # prompt frames 40..59 are the context
+    assert plan_windows(50, 120, 50, 30) == [Window(30, 20, 50), Window(60, 20, 50), Window(90, 20, 30)]
+    assert plan_windows(70, 71, 50, 50) == [Window(70, 0, 1)]  # stride = window: no context at all
+
+
+def test_generate_continuation_of_a_prompt_longer_than_a_window(long_model):
+    prompt = torch.randn(1, long_model.audio_channels, 60 * 16) * 0.3  # 60 frames at 800 Hz, window 50
+    with pytest.warns(UserWarning, match="longer than one window"):
+        audio = long_model.generate_continuation(prompt, 800, "jazz song", duration=80 / 50, seed=0)
+    assert audio.shape == (1, long_model.audio_channels, 80 * 16)  # the whole prompt, then 20 new frames
+    assert torch.isfinite(audio).all()
 
 
 @pytest.fixture()
@@ -81,5 +102,5 @@ def test_windows_are_stitched_where_expected(long_model):
     assert torch.equal(codes[..., :50], first)
     # the second window continues the last 20 frames of the first, with positions starting again at 0
     cond = long_model._condition(["lo-fi funk"], with_null=True)
-    second = generate_window(long_model.lm, cond, first[..., 30:], 50, SamplingParams(use_sampling=False))
+    second = generate_window(long_model.lm, cond, first[..., 30:], 50, sampling=SamplingParams(use_sampling=False))
     assert torch.equal(codes[..., 50:80], second[..., 20:])

@@ -98,7 +98,7 @@ def test_greedy_decoding_with_cache_gives_transformers_argmax(models):
     K, steps = lm.config.num_codebooks, 12
     _, text_states, text_mask = _inputs(K)
     cond = lm.project_condition(text_states, text_mask)
-    cache = lm.new_cache(B, max_steps=steps)
+    cache = lm.new_cache(max_steps=steps)
     sequence = torch.full((B, K, 1), CARD)  # step 0: the special token
     for _ in range(steps - 1):
         logits = lm(sequence[:, :, -1:], cond, cache=cache)  # [B, K, 1, V]

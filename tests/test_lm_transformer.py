@@ -47,7 +47,7 @@ def test_kv_cache_step_by_step_equals_full_forward(config):
     B, K, S = codes.shape
     with torch.no_grad():
         full = lm(codes, cond)  # [B, K, S, V]
-        cache = lm.new_cache(B, max_steps=S)
+        cache = lm.new_cache(max_steps=S)
         steps = [lm(codes[:, :, :1], cond, cache=cache)]  # cross-attention K/V computed here
         steps += [lm(codes[:, :, s : s + 1], None, cache=cache) for s in range(1, S)]  # and reused
     assert cache.offset == S
@@ -59,7 +59,7 @@ def test_kv_cache_with_multi_step_chunks_equals_full_forward():
     lm, codes, cond = _model_and_inputs(TINY, S=12)
     with torch.no_grad():
         full = lm(codes, cond)
-        cache = lm.new_cache(2, max_steps=12)
+        cache = lm.new_cache(max_steps=12)
         chunks = [(0, 5), (5, 6), (6, 7), (7, 12)]
         out = torch.cat([lm(codes[:, :, a:b], cond, cache=cache) for a, b in chunks], dim=2)
     torch.testing.assert_close(out, full, atol=1e-5, rtol=0)
@@ -67,7 +67,7 @@ def test_kv_cache_with_multi_step_chunks_equals_full_forward():
 
 def test_kv_cache_overflow_raises():
     lm, codes, cond = _model_and_inputs(TINY, S=4)
-    cache = lm.new_cache(2, max_steps=3)
+    cache = lm.new_cache(max_steps=3)
     with torch.no_grad(), pytest.raises(ValueError, match="KV cache"):
         lm(codes, cond, cache=cache)
 

@@ -5,6 +5,7 @@ import torch
 from transformers.audio_utils import chroma_filter_bank as hf_chroma_filter_bank
 
 from inference import MusicGen
+from lm.sampling import SamplingParams
 from lm.chroma import ChromaExtractor, chroma_filter_bank, chroma_frames
 from tests.musicgen_oracle import CARD, save_tiny_melody_musicgen, word_tokenizer
 
@@ -71,11 +72,9 @@ def test_greedy_generation_equals_transformers(melody, cfg):
     with torch.no_grad():
         audio = oracle.generate(**inputs, input_features=chroma, do_sample=False,
                                 guidance_scale=cfg if cfg > 1 else None, max_new_tokens=frames + 3)
-    from inference.generation import SamplingParams
-
     prompt = torch.zeros(2, 4, 0, dtype=torch.long)
-    codes = ours._generate(prompts, prompt, frames, SamplingParams(use_sampling=False, cfg_coef=cfg), None, False,
-                           None, chroma=list(chroma))
+    codes = ours._generate(prompts, prompt, frames, sampling=SamplingParams(use_sampling=False, cfg_coef=cfg),
+                           seed=None, progress=False, callback=None, chroma=list(chroma))
     ours_audio = ours.decode(codes)
     assert ours_audio.shape == audio.shape
     assert (ours_audio - audio).abs().max() < 1e-5
