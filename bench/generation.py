@@ -1,7 +1,8 @@
 """Generation speed: our decoding loop (fp32, bf16) against transformers' MusicGen on the same random weights.
 
     python bench/generation.py [--shape small|medium|large] [--seconds 1] [--repeats 7] [--threads N]
-                               [--dtypes float32,bfloat16] [--device cpu|cuda] [--cuda-graph] [--no-memory]
+                               [--variants float32,bfloat16,int8] [--device cpu|cuda] [--cuda-graph]
+                               [--no-memory]
                                [--baseline REV]
 
 Builds transformers' MusicgenForConditionalGeneration with the published LM shape (musicgen-small by default:
@@ -48,7 +49,7 @@ import transformers  # noqa: E402
 
 from inference import MusicGen  # noqa: E402
 from inference.generation import generate_window, last_logits  # noqa: E402
-from inference.speed import prepare_for_inference  # noqa: E402
+from inference.speed import compute_dtype, prepare_for_inference, quantize_int8  # noqa: E402
 from lm.model import MusicGenLM  # noqa: E402
 from lm.patterns import build_delay_pattern  # noqa: E402
 from lm.sampling import SamplingParams, classifier_free_guidance  # noqa: E402
@@ -57,6 +58,7 @@ from tests.musicgen_oracle import hf_generate_codes, word_tokenizer  # noqa: E40
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"small": (1024, 24, 16), "medium": (1536, 48, 24), "large": (2048, 48, 32)}  # dim, layers, heads
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+VARIANTS = (*DTYPES, "int8")  # int8: weight-only int8 linears, bfloat16 activations on CPU, float16 on CUDA
 PROMPT = "80s pop track with bassy drums and synth"
 CARD = 2048
 
@@ -122,9 +124,16 @@ class Runners:
     def variants(self) -> dict:
         out = {"transformers fp32": self.transformers} if self.oracle is not None else {}
         if self.baseline is not None:
-            out.update({f"{self.baseline[0]} {short(name)}": (lambda n=name: self.old(n)) for name in self.args.dtypes})
+            out.update({f"{self.baseline[0]} {short(name)}": (lambda n=name: self.old(n))
+                        for name in self.args.variants if name in DTYPES})
         out.update({f"ours {short(name)}": (lambda n=name: self.ours(n)) for name in self.models})
         return out
+
+
+def transformed(lm: MusicGenLM, variant: str) -> MusicGenLM:
+    """A copy of the float32 LM with the variant's transform applied (inference/speed.py)."""
+    lm = copy.deepcopy(lm)
+    return quantize_int8(lm) if variant == "int8" else prepare_for_inference(lm, DTYPES[variant])
 
 
 def short(dtype_name: str) -> str:
@@ -158,7 +167,8 @@ def load_baseline(rev: str, lm: MusicGenLM, dtypes: list[str]):
             del sys.modules[name]
         sys.modules.update(ours)
     for name in dtypes:  # the old path prepares its weights once per dtype: not part of the timing
-        fast.fast_lm(old_lm, DTYPES[name])
+        if name in DTYPES:
+            fast.fast_lm(old_lm, DTYPES[name])
     return f"{rev[:7]} fast", fast.generate_window_fast, params_type, {"float32": old_lm}
 
 
@@ -205,7 +215,7 @@ def bytes_per_step(lm: MusicGenLM, steps: int, batch: int) -> tuple[int, int]:
     skipped = ("embeddings.", "cond_proj.", "chroma_proj.", "cross_attn.k_proj.", "cross_attn.v_proj.")
     weights = sum(t.nbytes for name, t in lm.state_dict().items() if not any(part in name for part in skipped))
     config = lm.config
-    element = lm.transformer.layers[0].linear1.weight.element_size()
+    element = compute_dtype(lm).itemsize  # the KV cache's
     cache = 2 * config.num_layers * batch * config.dim * element * (steps / 2)  # keys + values, mean length
     return weights, int(cache)
 
@@ -279,8 +289,9 @@ def child_peak_memory(folder: str, variant: str, args: argparse.Namespace) -> No
         oracle.generation_config.pad_token_id = CARD
         models = {}
     else:  # the LM loaded in the variant's dtype, as one would deploy it
-        name = next(n for n in DTYPES if short(n) == variant.split()[-1])
-        oracle, models = None, {name: MusicGen.from_pretrained(folder, device=device, dtype=DTYPES[name])}
+        name = next(n for n in VARIANTS if short(n) == variant.split()[-1])
+        options = {"quantize": "int8"} if name == "int8" else {"dtype": DTYPES[name]}
+        oracle, models = None, {name: MusicGen.from_pretrained(folder, device=device, **options)}
     loaded = peak_rss_mib()
     runners = Runners(oracle, models, args)
     with torch.inference_mode():
@@ -291,7 +302,7 @@ def child_peak_memory(folder: str, variant: str, args: argparse.Namespace) -> No
 
 def peak_memory(folder: str, variant: str, args: argparse.Namespace) -> tuple[float, float]:
     command = [sys.executable, __file__, "--child", variant, "--folder", folder, "--threads", str(args.threads),
-               "--device", args.device, "--seconds", str(args.seconds), "--dtypes", ",".join(args.dtypes)]
+               "--device", args.device, "--seconds", str(args.seconds), "--variants", ",".join(args.variants)]
     command += ["--cuda-graph"] if args.cuda_graph else []
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     loaded, peak = next(line for line in out.splitlines() if line.startswith("PEAK")).split()[1:]
@@ -304,8 +315,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=1.0, help="audio per generation (50 frames per second)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each variant (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    parser.add_argument("--dtypes", type=lambda s: s.split(","), default=["float32", "bfloat16"],
-                        help="LM dtypes, comma-separated: float32, bfloat16, float16")
+    parser.add_argument("--variants", type=lambda s: s.split(","), default=["float32", "bfloat16", "int8"],
+                        help=f"our LM variants, comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cuda-graph", action="store_true", help="record the one-step pass in a CUDA graph")
     parser.add_argument("--baseline", metavar="REV", help="also time this commit's decoding path (e.g. 95037c9)")
@@ -336,12 +347,12 @@ def main() -> None:
         oracle = oracle.to(device)
         reference = MusicGen.from_pretrained(folder, device=device, dtype=torch.float32)
         start = time.perf_counter()
-        models = {name: MusicGen(prepare_for_inference(copy.deepcopy(reference.lm), DTYPES[name]), reference.codec,
-                                 reference.text, cuda_graph=args.cuda_graph)
-                  for name in args.dtypes if name != "float32"}
+        models = {name: MusicGen(transformed(reference.lm, name), reference.codec, reference.text,
+                                 cuda_graph=args.cuda_graph)
+                  for name in args.variants if name != "float32"}
         print(f"LM transforms ({', '.join(models)}): {time.perf_counter() - start:.1f}s, once")
-        models = {"float32": reference, **models} if "float32" in args.dtypes else models
-        baseline = load_baseline(args.baseline, reference.lm, args.dtypes) if args.baseline else None
+        models = {"float32": reference, **models} if "float32" in args.variants else models
+        baseline = load_baseline(args.baseline, reference.lm, args.variants) if args.baseline else None
         runners = Runners(oracle, models, args, baseline)
 
         print(f"greedy codes (CFG {args.cfg}, {runners.frames} frames), ours float32 == transformers: "
@@ -371,7 +382,7 @@ def main() -> None:
     for name, samples in times.items():
         seconds = statistics.median(samples)
         ratios = sorted(b / t for b, t in zip(base, samples, strict=True))
-        lm = models[next(n for n in DTYPES if short(n) == name.split()[-1])].lm
+        lm = models[next(n for n in VARIANTS if short(n) == name.split()[-1])].lm
         weights, cache = bytes_per_step(lm, steps, 2 if args.cfg > 1 else 1)
         limit = bandwidth / (weights + cache)
         rss = "{:.0f} / {:.0f}".format(*memory[name]) if name in memory else "-"

@@ -22,7 +22,7 @@ from inference.audio import resample
 from inference.audio_prompt import prepare_prompt
 from inference.generation import Window, generate_long, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
-from inference.speed import prepare_for_inference
+from inference.speed import prepare_for_inference, quantize_int8
 from lm.chroma import ChromaExtractor, null_chroma
 from lm.model import MusicGenLM
 from lm.sampling import SamplingParams
@@ -63,21 +63,28 @@ class MusicGen:
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike = "facebook/musicgen-small",
                         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                        cuda_graph: bool = False) -> "MusicGen":
+                        quantize: str | None = None, cuda_graph: bool = False) -> "MusicGen":
         """Load a published MusicGen (Hub repo id, short name like "small", or a local folder of either layout).
 
         Args:
             device: default CUDA when available, else CPU.
-            dtype: the dtype of the LM's matrix products (`inference.speed.prepare_for_inference`); default
-                float16 on CUDA (as audiocraft), float32 on CPU (bfloat16 is faster on CPUs with AMX). The
-                residual stream, norms and heads of the LM, T5 and the codec always run in float32.
+            dtype: the dtype of the LM's matrix products (`inference.speed`); default float16 on CUDA (as
+                audiocraft), float32 on CPU, or with int8 weights bfloat16 on CPU. The residual stream, norms
+                and heads of the LM, T5 and the codec always run in float32.
+            quantize: None, or "int8": the LM's transformer weights as int8 with per-channel scales (a quarter
+                of float32's bytes; on CPU about 3x faster decoding than float32).
             cuda_graph: record each window's one-step pass in a CUDA graph and replay it (CUDA only).
         """
         device = torch.device(device) if device is not None else default_device()
-        if dtype is None:
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+        if quantize is not None and dtype == torch.float32:
+            raise ValueError("int8 weights compute with bfloat16 or float16 activations: leave dtype unset or "
+                             "choose one of them")
+        if dtype is None and quantize is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
         parts = load_musicgen_parts(source, device, torch.float32)
-        lm = prepare_for_inference(parts.lm, dtype)
+        lm = quantize_int8(parts.lm, dtype) if quantize == "int8" else prepare_for_inference(parts.lm, dtype)
         return cls(lm, parts.codec, parts.text, max_duration=parts.max_duration, cuda_graph=cuda_graph)
 
     @property

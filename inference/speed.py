@@ -1,16 +1,23 @@
 """Speed applied to the one model at the call site: transforms that change how `MusicGenLM` computes, not what.
 
 gpt-fast's approach: the model in lm/ is the only model; a transform swaps some of its modules in place for
-faster equivalents, and the same forward, KV cache and decoding loop run it afterwards.
+faster equivalents, and the same forward, KV cache and decoding loop run it afterwards. Each decoding step
+reads every weight of the transformer once for a handful of rows, so its speed is set by the bytes per weight.
 
-`prepare_for_inference(lm, dtype)` casts the transformer's linear layers (attention and FFN, about 98% of the
-weights read per decoding step) to bfloat16 or float16. What stays float32, as autocast would keep it: the
-residual stream, the layer norms, the embeddings, the condition projections and the output heads. Each block's
-input is cast to the compute dtype by its first linear layer, its output is added to the float32 stream; the
-KV cache takes the dtype of the keys, so attention runs in the compute dtype too. On random musicgen-small
-weights with CFG 3 this keeps the teacher-forced top-1 agreement with float32 at 98% where casting everything
-gives 92%, for 16 MB more per step (the heads).
+- `prepare_for_inference(lm, dtype)` casts the transformer's linear layers (attention and FFN, about 90% of
+  the bytes read per step in float32) to bfloat16 or float16 (`CastLinear`).
+- `quantize_int8(lm, dtype)` stores them as int8 with one scale per output channel (`Int8Linear`), computed
+  with activations in `dtype` (bfloat16 on CPU).
+
+What stays float32, as autocast would keep it: the residual stream, the layer norms, the embeddings, the
+condition projections and the output heads. Each block's input is cast to the compute dtype by its first
+linear layer, its output is added to the float32 stream; the KV cache takes the dtype of the keys, so
+attention runs in the compute dtype too. On random musicgen-small weights with CFG 3 this keeps the
+teacher-forced top-1 agreement of bfloat16 with float32 at 98% where casting everything gives 92%, for 16 MB
+more per step (the heads). bench/generation.py measures the agreement and speed of each transform.
 """
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,16 +25,18 @@ from torch import nn
 
 from lm.model import MusicGenLM
 
-FEW_ROWS = 16  # up to this many rows, reduced-precision linears on CPU use the transposed product
+FEW_ROWS = 16  # up to this many rows, reduced-precision linears on CPUs with AMX use the transposed product
+AMX = torch.cpu._is_amx_tile_supported()
 
 
 class CastLinear(nn.Module):
     """A bias-free linear layer stored and computed in a reduced dtype; float inputs are cast to it.
 
-    On CPU, a product of few rows (decoding: one or two rows per prompt) is computed as (W @ x^T)^T: the same
-    sums, through a oneDNN kernel that streams W as stored. On a Xeon with AMX, one thread, 2 bf16 rows through
-    the musicgen-small matrices: 12 GB/s against 9 GB/s for x @ W^T. float16 has no fast CPU kernel for this
-    shape (~4.5 GB/s either way): use bfloat16 on CPU.
+    On a CPU with AMX, a product of few rows (decoding: one or two rows per prompt) is computed as (W @ x^T)^T:
+    the same sums, through a oneDNN kernel that streams W as stored. One thread, 2 bf16 rows through the
+    musicgen-small matrices: on a Xeon with AMX 12 GB/s against 9 GB/s for x @ W^T; on an AMD EPYC without AMX
+    (avx512_bf16) the opposite, 4.4 GB/s against 15 GB/s. float16 has no fast CPU kernel for this shape
+    (~4.5 GB/s either way): use bfloat16 on CPU.
     """
 
     def __init__(self, weight: torch.Tensor, dtype: torch.dtype) -> None:
@@ -37,10 +46,38 @@ class CastLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.weight.dtype)
         rows = x.numel() // x.shape[-1]
-        if x.device.type == "cpu" and rows <= FEW_ROWS:
+        if x.device.type == "cpu" and rows <= FEW_ROWS and AMX:
             out = self.weight @ x.reshape(rows, x.shape[-1]).t()  # [D_out, rows]
             return out.t().contiguous().view(*x.shape[:-1], self.weight.shape[0])  # [..., D_out]
         return F.linear(x, self.weight)
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8: W ~= q * scale, q int8 [D_out, D_in], one scale per output channel (symmetric absmax).
+
+    The int8 weights are a quarter of float32's bytes. On CPU the product runs in torch's own fused kernel
+    (`aten._weight_int8pack_mm`: int8 weights, bfloat16 activations, the scale applied to the sums), which
+    read the six musicgen-small matrices of a layer for 2 rows in 0.65 ms where float32 took 5.0 ms and
+    bfloat16 1.7 ms (one thread, AMD EPYC, bench/int8_kernels.py). That kernel needs D_in to be a multiple of
+    16 (other widths gave wrong sums, or a crash for 2, in torch 2.13); every published MusicGen's is. Other
+    widths and other devices (CUDA) dequantize the weights on the fly: the memory saving is kept, the speed is
+    that of the compute dtype or less.
+    """
+
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype) -> None:
+        super().__init__()
+        weight = weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127  # [D_out]
+        self.register_buffer("weight", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale.to(dtype))  # [D_out], in the compute dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.scale.dtype)
+        if x.device.type == "cpu" and x.shape[-1] % 16 == 0:
+            rows = x.reshape(-1, x.shape[-1])  # [rows, D_in]
+            out = torch.ops.aten._weight_int8pack_mm(rows, self.weight, self.scale)  # [rows, D_out]
+            return out.view(*x.shape[:-1], self.weight.shape[0])
+        return F.linear(x, self.weight.to(x.dtype)) * self.scale  # dequantized on the fly
 
 
 def prepare_for_inference(lm: MusicGenLM, dtype: torch.dtype) -> MusicGenLM:
@@ -52,14 +89,41 @@ def prepare_for_inference(lm: MusicGenLM, dtype: torch.dtype) -> MusicGenLM:
         return lm
     if dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f"reduced precision is bfloat16 or float16, got {dtype}")
+    return _swap_linears(lm, lambda weight: CastLinear(weight, dtype))
+
+
+def quantize_int8(lm: MusicGenLM, dtype: torch.dtype | None = None) -> MusicGenLM:
+    """Store the transformer's linear layers of `lm` as int8 (weight-only, per-channel scales) in place.
+
+    Args:
+        lm: the model, in float32 (or any float dtype).
+        dtype: the compute dtype of the activations; default bfloat16 on CPU (the fused kernel's), float16 on
+            CUDA.
+    Raises:
+        ValueError: one line, when the device has no kernel for it (checked on a small product first).
+    """
+    device = lm.out_norm.weight.device
+    dtype = dtype or (torch.bfloat16 if device.type == "cpu" else torch.float16)
+    probe = Int8Linear(torch.ones(8, 64, device=device), dtype)
+    try:
+        probe(torch.ones(2, 64, device=device))
+    except (RuntimeError, NotImplementedError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"int8 decoding has no kernel on {device} with {dtype} activations: {message}") from None
+    return _swap_linears(lm, lambda weight: Int8Linear(weight, dtype))
+
+
+def _swap_linears(lm: MusicGenLM, make: Callable[[torch.Tensor], nn.Module]) -> MusicGenLM:
+    """Replace every nn.Linear of the transformer (not the heads or condition projections) by make(weight)."""
     lm.eval().requires_grad_(False)
     for parent in list(lm.transformer.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Linear):
-                setattr(parent, name, CastLinear(child.weight, dtype))
+                setattr(parent, name, make(child.weight))
     return lm
 
 
 def compute_dtype(lm: MusicGenLM) -> torch.dtype:
     """The dtype the transformer's matrix products run in (float32 unless transformed)."""
-    return lm.transformer.layers[0].linear1.weight.dtype
+    linear = lm.transformer.layers[0].linear1
+    return linear.scale.dtype if isinstance(linear, Int8Linear) else linear.weight.dtype

@@ -10,7 +10,7 @@ from inference import MusicGen
 from inference.audio_prompt import prepare_prompt
 from inference.cuda_graph import StaticStep
 from inference.generation import generate_window, last_logits
-from inference.speed import CastLinear, compute_dtype, prepare_for_inference
+from inference.speed import CastLinear, Int8Linear, compute_dtype, prepare_for_inference, quantize_int8
 from lm.sampling import SamplingParams
 from tests.musicgen_oracle import (
     CARD,
@@ -196,3 +196,62 @@ def test_melody_model_prepended_condition_equals_a_full_forward(tmp_path, cfg):
     sequence = generation.build_delay_pattern(codes, ours.lm.config.delays, ours.lm.config.special_token)
     generated = sequence[..., 1:] != ours.lm.config.special_token  # [B, K, S - 1]
     assert torch.equal(logits.argmax(-1)[..., :-1][generated], sequence[..., 1:][generated])  # step s -> s + 1
+
+
+def test_int8_linear_known_values():
+    """Per-channel absmax scales: a row of [-2, 1] stores [-127, 64] with scale 2/127."""
+    weight = torch.tensor([[-2.0, 1.0], [0.5, 0.25]])
+    layer = Int8Linear(weight, torch.bfloat16)
+    assert layer.weight.dtype == torch.int8 and torch.equal(layer.weight, torch.tensor([[-127, 64], [127, 64]],
+                                                                                       dtype=torch.int8))
+    torch.testing.assert_close(layer.scale.float(), torch.tensor([2 / 127, 0.5 / 127]), rtol=1e-2, atol=0)
+    x = torch.randn(3, 2)
+    torch.testing.assert_close(layer(x).float(), x @ weight.t(), rtol=0.02, atol=0.02)  # dequantized: D_in = 2
+
+
+@pytest.mark.parametrize("width", [16, 24, 64])
+def test_int8_linear_is_right_for_every_input_width(width):
+    """The fused CPU kernel needs D_in % 16 == 0 (24 gave wrong sums): other widths must not reach it."""
+    weight = torch.randn(40, width, generator=torch.Generator().manual_seed(width))
+    x = torch.randn(2, 5, width, generator=torch.Generator().manual_seed(1))
+    got = Int8Linear(weight, torch.bfloat16)(x).float()
+    want = x @ weight.t()
+    assert got.shape == (2, 5, 40)
+    assert ((got - want).norm() / want.norm()) < 0.02
+
+
+def test_int8_is_a_transform_of_the_one_model_and_agrees_with_float32(checkpoint):
+    _, ours = checkpoint
+    lm = quantize_int8(copy.deepcopy(ours.lm))
+    layer = lm.transformer.layers[0]
+    assert isinstance(layer.linear1, Int8Linear) and layer.self_attn.q_proj.weight.dtype == torch.int8
+    assert compute_dtype(lm) == torch.bfloat16 and lm.heads[0].weight.dtype == torch.float32
+    cond, prompt = _inputs(ours, ["lo-fi funk", "jazz song"], 3.0, prompt_frames=3)
+    codes = generate_window(lm, cond, prompt, FRAMES, sampling=GREEDY)
+    with torch.no_grad():  # teacher-forced on float32's greedy codes: the same choices at nearly every step
+        reference = generate_window(ours.lm, cond, prompt, FRAMES, sampling=GREEDY)
+        want, got = (_teacher_forced(model, cond, reference).argmax(-1) for model in (ours.lm, lm))
+    assert (got == want).float().mean() > 0.9
+    assert (codes == reference).float().mean() > 0.8
+
+
+def test_from_pretrained_int8_and_what_it_refuses(tmp_path):
+    _, folder = save_tiny_musicgen(tmp_path)
+    mg = MusicGen.from_pretrained(folder, device="cpu", quantize="int8")
+    assert isinstance(mg.lm.transformer.layers[0].linear2, Int8Linear)
+    assert torch.isfinite(mg.generate(["jazz song"], duration=0.2, seed=0)).all()
+    with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
+        MusicGen.from_pretrained(folder, device="cpu", quantize="int4")
+    with pytest.raises(ValueError, match="bfloat16 or float16 activations"):
+        MusicGen.from_pretrained(folder, device="cpu", quantize="int8", dtype=torch.float32)
+
+
+def test_int8_without_a_kernel_is_one_clear_error(checkpoint, monkeypatch):
+    _, ours = checkpoint
+
+    def no_kernel(*args):
+        raise RuntimeError("_weight_int8pack_mm: not implemented for this CPU\nlong trace")
+
+    monkeypatch.setattr(torch.ops.aten, "_weight_int8pack_mm", no_kernel)
+    with pytest.raises(ValueError, match="int8 decoding has no kernel on cpu.*not implemented for this CPU$"):
+        quantize_int8(copy.deepcopy(ours.lm))

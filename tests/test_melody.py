@@ -5,8 +5,8 @@ import torch
 from transformers.audio_utils import chroma_filter_bank as hf_chroma_filter_bank
 
 from inference import MusicGen
-from lm.sampling import SamplingParams
 from lm.chroma import ChromaExtractor, chroma_filter_bank, chroma_frames
+from lm.sampling import SamplingParams
 from tests.musicgen_oracle import CARD, save_tiny_melody_musicgen, word_tokenizer
 
 CHROMA_LENGTH = 20  # the published models use 235 (30 s); a short prefix keeps the test fast
