@@ -10,12 +10,16 @@ The code lives in the `training` package; `python train.py codec --help` and `py
 every setting.
 """
 
+import threads  # noqa: I001  (first: the CPU thread policy must be set before torch loads)
+
 import argparse
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the EnCodec codec or the MusicGen language model.")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads (default: the cores not busy with other work; see threads.py)")
     commands = parser.add_subparsers(dest="command", required=True)
     from training.lm_settings import add_lm_arguments
     from training.settings import add_codec_arguments
@@ -28,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
                                          "(or fine-tune a published one) with Lightning.")
     add_lm_arguments(lm)
     args = parser.parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if k != "command"}
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    print(f"threads: {threads.apply_threads(args.threads)}")
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "threads")}
     if args.command == "lm":
         from training.train_lm import main as train_lm_main
 

@@ -1,7 +1,11 @@
-"""Fixtures shared by several test files."""
+"""Fixtures shared by several test files, and the CPU thread policy of the test run (threads.py)."""
+
+import threads  # noqa: I001  (first: OpenMP reads its wait policy when torch loads)
 
 import pytest
 import torch
+
+threads.apply_threads()
 
 
 @pytest.fixture(scope="module")
