@@ -17,8 +17,8 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the EnCodec codec or the MusicGen language model.")
     commands = parser.add_subparsers(dest="command", required=True)
+    from training.codec_settings import add_codec_arguments
     from training.lm_settings import add_lm_arguments
-    from training.settings import add_codec_arguments
 
     codec = commands.add_parser("codec", help="train EnCodec on a folder of audio (GAN, balanced losses)",
                                 description="Train EnCodec on a folder of audio files with Lightning.")
@@ -30,11 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "lm":
-        from training.train_lm import main as train_lm_main
+        from training.lm_train import main as train_lm_main
 
         train_lm_main(given)
         return 0
-    from training.train_codec import main as train_codec_main
+    from training.codec_train import main as train_codec_main
 
     train_codec_main(given)
     return 0

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from inference import MusicGen
-from training import demo
-from training.audio_features import describe, low_band_share, onset_rate, spectral_centroid
+from training.demo import recipe
+from training.demo.audio_features import describe, low_band_share, onset_rate, spectral_centroid
 
 RATE = 32_000
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # Lightning's own deprecation under torch 2.13
@@ -34,7 +34,7 @@ def test_descriptors_of_known_signals():
 
 def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
     out = tmp_path / "model"
-    assert demo.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    assert recipe.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     assert {"config.json", "model.safetensors", "MODEL_CARD.md", "evaluation.json", "evaluation.png",
             "codec_training.png", "lm_training.png"} <= {p.name for p in out.iterdir()}
     report = json.loads((out / "evaluation.json").read_text())
@@ -48,7 +48,7 @@ def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
     # Run again: every stage is found finished and skipped; the model is rewritten the same.
     before = (out / "model.safetensors").read_bytes()
     capsys.readouterr()
-    assert demo.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    assert recipe.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "train.py" not in printed and "training.corpus" not in printed
+    assert "train.py" not in printed and "-m corpus" not in printed
     assert (out / "model.safetensors").read_bytes() == before

@@ -16,14 +16,15 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 import train
+from corpus.tones import synth_clip, write_synthetic_dataset
 from encodec import EncodecConfig, EncodecModel, load_encodec
 from encodec.balancer import Balancer
+from training.audio_files import read_segment, scan_audio_files
 from training.checkpoints import AtomicCheckpointIO, read_checkpoint
-from training.codec import balanced_surrogate
-from training.data import AudioSegmentDataset, read_segment, scan_audio_files
-from training.settings import CodecTrainSettings, resolve_settings
-from training.synth import synth_clip, write_synthetic_dataset
-from training.train_codec import train_codec
+from training.codec_data import AudioSegmentDataset
+from training.codec_module import balanced_surrogate
+from training.codec_settings import CodecTrainSettings, resolve_settings
+from training.codec_train import train_codec
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # Lightning's own deprecation under torch 2.13
               pytest.mark.usefixtures("one_thread")]

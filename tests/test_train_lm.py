@@ -19,18 +19,18 @@ import transformers
 from lightning.pytorch.callbacks import Callback
 
 import train
+from corpus.tones import write_synthetic_dataset
 from encodec import EncodecModel, get_preset, load_encodec, save_encodec
 from inference import MusicGen
 from lm.conditioning import LookupTableConditioner, T5Conditioner
 from tests.musicgen_oracle import WORDS, save_tiny_musicgen, word_tokenizer
+from training.audio_files import AudioFile
 from training.checkpoints import read_checkpoint
-from training.data import AudioFile
-from training.lm import condition_dropout, drop_words, warmup_cosine
 from training.lm_data import LMDataModule, read_manifest, scan_captioned_folder
+from training.lm_module import condition_dropout, drop_words, warmup_cosine
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
 from training.lm_tokens import TokenCache, encode_file
-from training.synth import write_synthetic_dataset
-from training.train_lm import build_model, load_codec, train_lm
+from training.lm_train import build_model, load_codec, train_lm
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # Lightning's own deprecation under torch 2.13
 

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from encodec import EncodecModel
-from training.data import AUDIO_EXTENSIONS, AudioFile, probe_audio, split_files
+from training.audio_files import AUDIO_EXTENSIONS, AudioFile, probe_audio, split_files
 from training.lm_settings import LMTrainSettings
 from training.lm_tokens import CacheStats, TokenCache
 

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from encodec import EncodecModel
-from training.data import AudioFile, read_segment
+from training.audio_files import AudioFile, read_segment
 
 CHUNK_SECONDS = 30.0
 SAVE_INDEX_EVERY = 50  # files

@@ -7,7 +7,7 @@ Each clip is a few events placed at random onsets on a silent track and summed:
 Notes get a short linear attack and an exponential release so that clips have onsets and decays, the
 structure a codec must reproduce. The clip is normalised to a peak of 0.8.
 
-    python -m training.synth DIR --count 64 --seconds 2 --sample-rate 16000 --seed 0
+    python -m corpus.tones DIR --count 64 --seconds 2 --sample-rate 16000 --seed 0
 """
 
 import argparse

@@ -5,10 +5,10 @@
 
 Each stage is an ordinary command of this project, printed before it runs, so any of them can be rerun or
 tuned by hand:
-1. `python -m training.corpus WORK/corpus ...`: captioned music rendered offline (training/corpus.py);
+1. `python -m corpus WORK/corpus ...`: captioned music rendered offline (corpus/render.py);
 2. `python train.py codec --data WORK/corpus ...`: a small 32 kHz EnCodec;
 3. `python train.py lm --data WORK/corpus --codec WORK/codec/export ...`: a small LM with the word table;
-4. `python -m training.evaluate_demo OUT --corpus WORK/corpus`: codec, LM and prompt evidence on held-out clips;
+4. `python -m training.demo.evaluate OUT --corpus WORK/corpus`: codec, LM and prompt evidence on held-out clips;
 the LM export (codec and text table included) is copied to OUT with the training curves, the evaluation and a
 model card (MODEL_CARD.md) built from them. A stage whose output exists is skipped, and a training stage whose last
 checkpoint exists resumes from it, so an interrupted build continues where it stopped.
@@ -24,9 +24,9 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.evaluate_demo import FEATURES
+from training.demo.evaluate import FEATURES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the project: training/demo/recipe.py
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def build(recipe: Recipe, work: Path, out: Path, seed: int) -> Path:
     """Run the three stages (skipping finished ones) and write the model to `out`."""
     corpus, codec, lm = work / "corpus", work / "codec", work / "lm"
     if not (corpus / "manifest.jsonl").is_file():
-        run([sys.executable, "-m", "training.corpus", str(corpus), "--count", str(recipe.clips), "--seconds",
+        run([sys.executable, "-m", "corpus", str(corpus), "--count", str(recipe.clips), "--seconds",
              str(recipe.clip_seconds), "--sample-rate", str(recipe.sample_rate), "--seed", str(seed)])
     common = ["--no-progress-bar", "--seed", str(seed)]
     if not (codec / "export" / "config.json").is_file():
@@ -100,7 +100,7 @@ def build(recipe: Recipe, work: Path, out: Path, seed: int) -> Path:
     shutil.copytree(lm / "export", out)
     shutil.copyfile(codec / "loss_curve.png", out / "codec_training.png")
     shutil.copyfile(lm / "loss_curve.png", out / "lm_training.png")
-    run([sys.executable, "-m", "training.evaluate_demo", _shown(out), "--corpus", _shown(corpus),
+    run([sys.executable, "-m", "training.demo.evaluate", _shown(out), "--corpus", _shown(corpus),
          *recipe.evaluate_args])
     (out / "MODEL_CARD.md").write_text(model_card(recipe, work, out))
     return out
@@ -147,7 +147,7 @@ in seconds on a CPU. Rebuilt by `python -m training.demo` ({size:.1f} MiB of wei
 ## Data
 {recipe.clips} clips of {recipe.clip_seconds:g} s at {recipe.sample_rate} Hz rendered offline from generated MIDI
 arrangements in 10 styles (80s pop, 90s rock, techno, lo-fi funk, country, jazz, piano ballad, ambient,
-orchestral, bossa nova) with the TimGM6mb General MIDI SoundFont (training/corpus.py, seed 0). Each caption
+orchestral, bossa nova) with the TimGM6mb General MIDI SoundFont (corpus/render.py, seed 0). Each caption
 states the style, tempo, key, instruments and whether there are drums. 10% of the clips are held out
 (the same ones for the codec and the LM).
 
@@ -191,7 +191,8 @@ models for real music.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=sorted(RECIPES), default="demo")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "demo", help="corpus and training runs")
     parser.add_argument("--out", type=Path, default=ROOT / "checkpoints" / "demo", help="the finished model")
@@ -203,6 +204,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nthe demo model is in {out}: python generate.py \"Lo-fi funk\" --model {out} --duration 8")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
