@@ -7,7 +7,7 @@
 |---|---|---|
 | the command and its outputs | `codec_train.py` | `lm_train.py` |
 | settings and flags | `codec_settings.py` | `lm_settings.py` |
-| data | `codec_data.py` (audio segments) | `lm_data.py` (captions, token windows), `lm_tokens.py` (token cache) |
+| data | `codec_data.py` (audio segments) | `lm_data.py` (token windows), `captions.py`, `lm_tokens.py` (token cache) |
 | LightningModule | `codec_module.py` | `lm_module.py` |
 
 `audio_files.py` finds and reads the audio both use; `plots.py` draws the loss curves. The demo model's recipe

@@ -23,6 +23,11 @@ import torch
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
 
+class DataError(ValueError):
+    """Training data that cannot train (no usable audio, a caption file that is not a caption, ...): the training
+    commands end with this message in one line."""
+
+
 @dataclass(frozen=True)
 class AudioFile:
     """An audio file and what its header says."""

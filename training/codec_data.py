@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from training.audio_files import AudioFile, read_segment, scan_audio_files, split_files
+from training.audio_files import AudioFile, DataError, read_segment, scan_audio_files, split_files
 from training.codec_settings import CodecTrainSettings
 
 BATCHES_PER_EPOCH = 1000  # the training set is endless random segments; an "epoch" is just a count
@@ -77,7 +77,7 @@ class CodecDataModule(L.LightningDataModule):
     Args:
         settings: the run's settings (data folders, split, segment length, batch size, the codec's rate).
     Raises:
-        ValueError: when the training or the validation set has no readable audio file.
+        DataError: when the training or the validation set has no readable audio file.
     """
 
     def __init__(self, settings: CodecTrainSettings):
@@ -92,9 +92,9 @@ class CodecDataModule(L.LightningDataModule):
             self.train_files, self.valid_files = split_files(scan.readable, settings.valid_fraction, settings.seed)
             self.skipped = scan.skipped
         if not self.train_files or not self.valid_files:
-            raise ValueError(f"no readable audio files (wav, flac, ogg) in {settings.data}"
+            raise DataError(f"no readable audio files (wav, flac, ogg) in {settings.data}"
                              + (f" or {settings.valid_data}" if settings.valid_data else "")
-                             + f" (skipped {len(self.skipped)} unreadable)")
+                             + f" (skipped {len(self.skipped)})")
         config = settings.codec_config()
         segment = dict(sample_rate=config.sample_rate, channels=config.channels,
                        segment_seconds=settings.segment_seconds)

@@ -30,8 +30,8 @@ from encodec.losses import MelL1Loss, si_snr_loss
 from inference import MusicGen
 from lm.losses import delayed_cross_entropy, teacher_forcing_inputs
 from training.audio_files import AudioFile, probe_audio, read_segment, split_files
+from training.captions import read_captioned
 from training.demo.audio_features import describe
-from training.lm_data import read_captioned
 
 # Two contrasting captions from the corpus (corpus/styles.py), and the style each was written for.
 PROMPTS = {"piano_ballad": "Slow solo piano ballad",
