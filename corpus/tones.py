@@ -95,7 +95,8 @@ def write_synthetic_dataset(folder: str | Path, count: int, seconds: float = 2.0
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write synthetic music-like wav files (tones, chords, noise).")
+    parser = argparse.ArgumentParser(prog="python -m corpus.tones",
+                                     description="Write synthetic music-like wav files (tones, chords, noise).")
     parser.add_argument("folder", help="output folder (created if missing)")
     parser.add_argument("--count", type=int, default=32, help="number of clips")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each clip")

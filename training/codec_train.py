@@ -23,11 +23,13 @@ from training.run import Run
 
 
 def prepare_run(settings: CodecTrainSettings) -> Run:
-    """The codec's training module and its data, built and checked (raises ValueError on data that cannot train)."""
+    """The codec's training module and its data, built and checked (raises DataError on data that cannot train)."""
     settings.check()
     L.seed_everything(settings.seed, workers=True, verbose=False)
     data = CodecDataModule(settings)
-    return Run(CodecTrainingModule(settings), data, f"codec config: {settings.codec_config()}")
+    description = (f"codec config: {settings.codec_config()}\nfiles: {len(data.train_files)} train, "
+                   f"{len(data.valid_files)} valid, {len(data.skipped)} skipped")
+    return Run(CodecTrainingModule(settings), data, description)
 
 
 def resolve_strategy(settings: CodecTrainSettings) -> str:

@@ -200,7 +200,8 @@ def print_summary(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m training.demo.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="the demo model's folder")
     parser.add_argument("--corpus", type=Path, required=True, help="the corpus it was trained on")
     parser.add_argument("--out", type=Path, help="where evaluation.json/.png go (default: the model folder)")
