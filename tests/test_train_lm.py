@@ -35,7 +35,7 @@ from training.lm_module import condition_dropout, drop_words, warmup_cosine
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
 from training.lm_tokens import TokenCache, encode_file
 from training.lm_train import build_model, load_codec, train_lm
-from training.run import StepProgressBar
+from training.run import RunInterruptedError, StepProgressBar
 
 RATE = 4000
 CAPTIONS = ["calm piano", "loud drums", "jazz trio", "slow strings"]
@@ -385,6 +385,24 @@ def test_command_line_errors_are_one_line(tmp_path):
         train.main(["lm"])
     with pytest.raises(SystemExit, match="--codec is required"):
         train.main(["lm", "--data", str(tmp_path)])
+
+
+class TerminateInFirstValidation(Callback):
+    """Sends this process SIGTERM in the validation before training (e.g. while tokens are being encoded)."""
+
+    def on_validation_batch_end(self, trainer, *args):
+        if trainer.global_step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_before_training_stops_the_run(corpus, tmp_path):
+    """Lightning forgets a SIGTERM received in a validation's last batch when its next call starts: the run
+    must stop anyway, not train (for hours) after a scheduler asked it to stop."""
+    data, codec = corpus
+    settings = tiny_settings(data, codec, tmp_path / "run", max_steps=2, valid_examples=2)
+    with pytest.raises(RunInterruptedError, match="interrupted by SIGTERM; no checkpoint was written"):
+        train_lm(settings, callbacks=[TerminateInFirstValidation()])
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "export").exists()
 
 
 def test_clips_all_shorter_than_a_window_are_one_line_and_write_nothing(corpus, tmp_path):

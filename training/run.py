@@ -12,8 +12,10 @@ import json
 import logging
 import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,8 +178,11 @@ def fit(settings: RunSettings, trainer: L.Trainer, run: Run) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
         remove_partial_checkpoints(out / "checkpoints")
+    stages = [] if ckpt_path else [lambda: trainer.validate(run.module, datamodule=run.data, verbose=False)]
+    stages += [lambda: trainer.fit(run.module, datamodule=run.data, ckpt_path=ckpt_path, weights_only=True),
+               lambda: trainer.validate(run.module, datamodule=run.data, verbose=False)]
     try:
-        with warnings.catch_warnings():
+        with sigterm_recorded() as received, warnings.catch_warnings():
             # Lightning's deprecation of its own use of torch's pytree (torch 2.13): nothing a user can act on.
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
             # An endless random-segment dataset has nothing to resume mid-epoch; Lightning's warning says so.
@@ -186,15 +191,33 @@ def fit(settings: RunSettings, trainer: L.Trainer, run: Run) -> None:
             warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
             # A resumed run writes into its own checkpoint folder, as it should.
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
-            if ckpt_path is None:
-                trainer.validate(run.module, datamodule=run.data, verbose=False)
-            trainer.fit(run.module, datamodule=run.data, ckpt_path=ckpt_path, weights_only=True)
-            trainer.validate(run.module, datamodule=run.data, verbose=False)
+            for stage in stages:
+                stage()
+                if received:  # a SIGTERM between stages, or in a validation's last batch (Lightning forgets it)
+                    raise SIGTERMException
     except SIGTERMException:  # a SystemExit whose code is 0: a scheduler would read success
         last = out / "checkpoints" / LAST
         saved = (f"the last finished step is in {last}: continue with --resume --out {out}" if last.is_file()
                  else "no checkpoint was written")
         raise RunInterruptedError(f"interrupted by SIGTERM; {saved}; no export") from None
+
+
+@contextmanager
+def sigterm_recorded() -> Iterator[list[int]]:
+    """Record the SIGTERMs received inside the block (in a list) instead of dying of them.
+
+    Inside each trainer call Lightning installs its own handler, which calls this one too; between calls (and
+    across them: Lightning forgets a SIGTERM at its next call) this one is what tells `fit` to stop.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def remove_partial_checkpoints(folder: Path) -> None:
