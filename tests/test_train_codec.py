@@ -182,10 +182,11 @@ def test_resume_continues_the_step_count_and_optimizer_state(tmp_path):
 
 def test_sigterm_exits_non_zero_with_a_checkpoint_to_resume_and_lightning_stays_quiet(tmp_path):
     """`train.py codec` as a scheduler runs it: SIGTERM mid-run is a failure status and one line, last.ckpt holds
-    the last finished step, no export; the output has no Lightning inventory, tips or deprecations, and the bar
-    counts steps against --max-steps."""
+    the last finished step, no export; the output has no Lightning inventory, tips or deprecations, warnings are
+    one line each, and the bar counts steps against --max-steps."""
     data, out = tmp_path / "data", tmp_path / "run"
     write_synthetic_dataset(data, count=2, seconds=0.25, sample_rate=RATE, seed=2)
+    broken = write_broken_files(data)
     command = [sys.executable, "train.py", "codec", "--data", str(data), "--out", str(out), "--sample-rate", "8000",
                "--n-filters", "4", "--dimension", "16", "--ratios", "4,4", "--n-q", "2", "--bins", "32",
                "--lstm-layers", "1", "--disc-filters", "4", "--disc-n-ffts", "256,128", "--segment-seconds", "0.25",
@@ -209,6 +210,8 @@ def test_sigterm_exits_non_zero_with_a_checkpoint_to_resume_and_lightning_stays_
     for noise in ("GPU available", "TPU available", "litlogger", "LeafSpec", "Epoch 0"):
         assert noise not in printed
     assert re.search(r"training: .* \d+/100000 ", stderr)
+    assert re.search(rf"^warning: skipping unreadable audio file {re.escape(str(broken))}: ", stderr, re.MULTILINE)
+    assert "UserWarning" not in stderr and "warnings.warn(" not in stderr  # one line, no Python source line
 
 
 def test_an_empty_folder_is_one_line_and_writes_nothing(tmp_path):
