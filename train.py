@@ -14,6 +14,7 @@ import threads  # noqa: I001  (first: the CPU thread policy must be set before t
 
 import argparse
 import sys
+import warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads (default: the cores not busy with other work; see threads.py)")
     commands = parser.add_subparsers(dest="command", required=True)
+    from training.codec_settings import add_codec_arguments
     from training.lm_settings import add_lm_arguments
-    from training.settings import add_codec_arguments
 
     codec = commands.add_parser("codec", help="train EnCodec on a folder of audio (GAN, balanced losses)",
                                 description="Train EnCodec on a folder of audio files with Lightning.")
@@ -37,15 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threads: {threads.apply_threads(args.threads)}")
     given = {k: v for k, v in vars(args).items() if k not in ("command", "threads")}
     if args.command == "lm":
-        from training.train_lm import main as train_lm_main
+        from training.lm_train import main as train_lm_main
 
         train_lm_main(given)
         return 0
-    from training.train_codec import main as train_codec_main
+    from training.codec_train import main as train_codec_main
 
     train_codec_main(given)
     return 0
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as a command shows it: `warning: MESSAGE` (skipped files, a repaired token cache), one line
+    without Python's file name and source line."""
+    return f"warning: {message}\n"
+
+
 if __name__ == "__main__":
+    warnings.formatwarning = one_line_warning
     sys.exit(main())

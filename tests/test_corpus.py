@@ -1,4 +1,4 @@
-"""The captioned corpus (training/corpus.py): files, determinism, audio sanity, and captions true of the music."""
+"""The captioned corpus (corpus/render.py): files, determinism, audio sanity, and captions true of the music."""
 
 import json
 import re
@@ -9,10 +9,10 @@ import soundfile as sf
 import torch
 from symusic import Score, Synthesizer
 
-from training.arrange import Arrangement, diatonic_chord
-from training.corpus import MAX_PITCH, build_corpus, default_soundfont, make_chorale_clip, make_clip, synth_rate
-from training.effects import lowpass
-from training.styles import STYLES, STYLES_BY_NAME, arrange, describe, instrument_names, tempo_word
+from corpus.arrange import Arrangement, diatonic_chord
+from corpus.effects import lowpass
+from corpus.render import MAX_PITCH, build_corpus, default_soundfont, make_chorale_clip, make_clip, synth_rate
+from corpus.styles import STYLES, STYLES_BY_NAME, arrange, describe, instrument_names, tempo_word
 
 SAMPLE_RATE = 16000
 SECONDS = 2.0
@@ -104,7 +104,7 @@ def test_captions_are_true_of_the_arrangement(style):
         if not any(i.is_drum for i in style.instruments):
             assert not arrangement.has_drums
         pitches = [n.pitch for p in arrangement.parts if not p.is_drum for n in p.notes]
-        assert max(pitches) <= MAX_PITCH  # above it the synthesizer can hang (see training/corpus.py)
+        assert max(pitches) <= MAX_PITCH  # above it the synthesizer can hang (see corpus/render.py)
         assert all(len(p.notes) > 0 for p in arrangement.parts)
 
 
@@ -147,7 +147,7 @@ def test_lowpass_keeps_bass_and_cuts_treble():
 
 def test_bach_chorale_clip(synth):
     pytest.importorskip("music21")
-    from training.chorales import TEMPO, chorale_paths, read_chorale
+    from corpus.chorales import TEMPO, chorale_paths, read_chorale
 
     chorale = read_chorale(next(p for p in chorale_paths() if p.stem == "bwv66.6"))
     assert (chorale.tonic, chorale.mode) == (6, "minor")  # BWV 66.6 is in F# minor

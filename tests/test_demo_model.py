@@ -1,6 +1,6 @@
 """The bundled demo model (checkpoints/demo): it loads offline, fits the size budget, and follows the prompt.
 
-The prompt check is the cheap version of `python -m training.evaluate_demo` (its numbers are in the model
+The prompt check is the cheap version of `python -m training.demo.evaluate` (its numbers are in the model
 card): a slow solo piano and a techno track, generated with the same seeds, must differ the way the corpus's
 piano ballads and techno tracks do, in low-frequency energy (kick drum and synth bass) and onset rate.
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from inference import MusicGen
-from training.audio_features import describe
-from training.evaluate_demo import PROMPTS
+from training.demo.audio_features import describe
+from training.demo.evaluate import PROMPTS
 
 DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
 

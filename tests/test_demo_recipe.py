@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from inference import MusicGen
-from training import demo
-from training.audio_features import describe, low_band_share, onset_rate, spectral_centroid
+from training.demo import recipe
+from training.demo.audio_features import describe, low_band_share, onset_rate, spectral_centroid
 
 RATE = 32_000
-pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # Lightning's own deprecation under torch 2.13
 
 
 def tone(freq: float, seconds: float = 2.0) -> torch.Tensor:
@@ -33,8 +32,10 @@ def test_descriptors_of_known_signals():
 
 
 def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
-    out = tmp_path / "model"
-    assert demo.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    bundled = {p.name: p.stat().st_mtime_ns for p in recipe.BUNDLED.iterdir()}
+    work = tmp_path / "work"
+    assert recipe.main(["--scale", "tiny", "--work", str(work)]) == 0
+    out = work / "model"  # by default the model stays in the run folder
     assert {"config.json", "model.safetensors", "MODEL_CARD.md", "evaluation.json", "evaluation.png",
             "codec_training.png", "lm_training.png"} <= {p.name for p in out.iterdir()}
     report = json.loads((out / "evaluation.json").read_text())
@@ -45,10 +46,21 @@ def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
     wav = MusicGen.from_pretrained(out, device="cpu").generate("Lo-fi funk", duration=0.5, seed=0)
     assert wav.shape == (1, 1, 4000)
 
-    # Run again: every stage is found finished and skipped; the model is rewritten the same.
+    # Run again: every stage is found finished and skipped, the evaluation too; the model is left as it is.
     before = (out / "model.safetensors").read_bytes()
     capsys.readouterr()
-    assert demo.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    assert recipe.main(["--scale", "tiny", "--work", str(work)]) == 0
     printed = capsys.readouterr().out
-    assert "train.py" not in printed and "training.corpus" not in printed
+    assert "\n$ " not in printed, printed  # no command ran
     assert (out / "model.safetensors").read_bytes() == before
+    assert {p.name: p.stat().st_mtime_ns for p in recipe.BUNDLED.iterdir()} == bundled  # the bundled model: untouched
+
+
+def test_only_install_writes_the_bundled_model():
+    runs = recipe.ROOT / "runs"
+    assert recipe.parse_arguments(["--scale", "tiny"]).out == runs / "demo-tiny" / "model"
+    assert recipe.parse_arguments([]).out == runs / "demo-demo" / "model"
+    assert recipe.parse_arguments(["--install"]).out == recipe.BUNDLED == recipe.ROOT / "checkpoints" / "demo"
+    for refused in (["--install", "--scale", "tiny"], ["--install", "--out", "x"]):
+        with pytest.raises(SystemExit):
+            recipe.parse_arguments(refused)

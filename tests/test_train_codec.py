@@ -4,7 +4,13 @@ One short training run (module fixture) serves the learning, skipped-file, expor
 resume test makes two more runs of two steps each.
 """
 
+import os
+import re
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,17 +22,18 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 import train
+from corpus.tones import synth_clip, write_synthetic_dataset
 from encodec import EncodecConfig, EncodecModel, load_encodec
 from encodec.balancer import Balancer
+from training.audio_files import read_segment, scan_audio_files
 from training.checkpoints import AtomicCheckpointIO, read_checkpoint
-from training.codec import balanced_surrogate
-from training.data import AudioSegmentDataset, read_segment, scan_audio_files
-from training.settings import CodecTrainSettings, resolve_settings
-from training.synth import synth_clip, write_synthetic_dataset
-from training.train_codec import train_codec
+from training.codec_data import AudioSegmentDataset
+from training.codec_module import balanced_surrogate
+from training.codec_settings import CodecTrainSettings, resolve_settings
+from training.codec_train import train_codec
+from training.run import StepProgressBar
 
-pytestmark = [pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # Lightning's own deprecation under torch 2.13
-              pytest.mark.usefixtures("one_thread")]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 RATE = 8000
 # A codec of a few thousand parameters: hop 16 (500 frames/s), 2 codebooks of 32 codes, 0.25 s segments.
@@ -125,12 +132,17 @@ def test_run_writes_loss_curve_settings_and_tensorboard(learned_run):
 
 
 class WatchStart(Callback):
-    """Records where a (resumed) run starts: Lightning's global step, Adam's step counts, the codec weights."""
+    """Records where a (resumed) run starts: Lightning's global step, Adam's step counts, the codec weights; and
+    what its progress bar shows at the end (initial step, steps done, total)."""
 
     def on_train_start(self, trainer, pl_module):
         self.global_step = trainer.global_step
         self.adam_steps = [float(opt.state[opt.param_groups[0]["params"][0]]["step"]) for opt in trainer.optimizers]
         self.weights = {k: v.detach().clone() for k, v in pl_module.codec.state_dict().items()}
+
+    def on_train_end(self, trainer, pl_module):  # runs before the bar's own on_train_end closes it
+        (progress,) = [c for c in trainer.callbacks if isinstance(c, StepProgressBar)]
+        self.bar = (progress.bar.initial, progress.bar.n, progress.bar.total)
 
 
 def test_resume_continues_the_step_count_and_optimizer_state(tmp_path):
@@ -147,11 +159,16 @@ def test_resume_continues_the_step_count_and_optimizer_state(tmp_path):
     assert stopped["global_step"] == 4  # Lightning counts the discriminator's and the codec's steps
     assert [float(s["state"][0]["step"]) for s in stopped["optimizer_states"]] == [2.0, 2.0]
 
-    # Resume with only the new step budget: the model and data settings come from the checkpoint.
-    settings = resolve_settings({"resume": str(last), "max_steps": 4}, stopped["settings"])
+    # Resume with only the new step budget: the model and data settings come from the checkpoint. A killed run
+    # left a partial temporary checkpoint: the new start removes it.
+    partial = out / "checkpoints" / ".step0000003.ckpt.tmp"
+    partial.write_bytes(last.read_bytes()[:100])
+    settings = resolve_settings({"resume": str(last), "max_steps": 4, "progress_bar": True}, stopped["settings"])
     assert (settings.n_filters, settings.ratios, settings.data) == (4, (4, 4), str(data))
     watch = WatchStart()
     train_codec(settings, callbacks=[watch])
+    assert not partial.exists()
+    assert watch.bar == (2, 4, 4)  # codec steps (not Lightning's two per step), counted from the resumed one
     assert watch.global_step == 4 and watch.adam_steps == [2.0, 2.0]
     for k, v in stopped["state_dict"].items():
         if k.startswith("codec."):
@@ -161,6 +178,49 @@ def test_resume_continues_the_step_count_and_optimizer_state(tmp_path):
     assert [float(s["state"][0]["step"]) for s in final["optimizer_states"]] == [4.0, 4.0]
     assert [e["step"] for e in final["history"]["train"]] == [1, 2, 3, 4]
     assert final["history"]["train"][:2] == stopped["history"]["train"]
+
+
+def test_sigterm_exits_non_zero_with_a_checkpoint_to_resume_and_lightning_stays_quiet(tmp_path):
+    """`train.py codec` as a scheduler runs it: SIGTERM mid-run is a failure status and one line, last.ckpt holds
+    the last finished step, no export; the output has no Lightning inventory, tips or deprecations, warnings are
+    one line each, and the bar counts steps against --max-steps."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_synthetic_dataset(data, count=2, seconds=0.25, sample_rate=RATE, seed=2)
+    broken = write_broken_files(data)
+    command = [sys.executable, "train.py", "codec", "--data", str(data), "--out", str(out), "--sample-rate", "8000",
+               "--n-filters", "4", "--dimension", "16", "--ratios", "4,4", "--n-q", "2", "--bins", "32",
+               "--lstm-layers", "1", "--disc-filters", "4", "--disc-n-ffts", "256,128", "--segment-seconds", "0.25",
+               "--batch-size", "2", "--valid-examples", "2", "--num-workers", "0", "--accelerator", "cpu",
+               "--max-steps", "100000", "--save-every", "2", "--valid-every", "100000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+    process = subprocess.Popen(command, cwd=Path(train.__file__).parent, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "checkpoints").glob("step*.ckpt")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1].startswith("train.py codec: interrupted by SIGTERM; the last finished step")
+    assert "Traceback" not in stderr
+    assert read_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"] >= 4
+    assert not (out / "export").exists() and not (out / "summary.json").exists()
+    printed = stdout + stderr
+    for noise in ("GPU available", "TPU available", "litlogger", "LeafSpec", "Epoch 0"):
+        assert noise not in printed
+    assert re.search(r"training: .* \d+/100000 ", stderr)
+    assert re.search(rf"^warning: skipping unreadable audio file {re.escape(str(broken))}: ", stderr, re.MULTILINE)
+    assert "UserWarning" not in stderr and "warnings.warn(" not in stderr  # one line, no Python source line
+
+
+def test_an_empty_folder_is_one_line_and_writes_nothing(tmp_path):
+    empty, out = tmp_path / "empty", tmp_path / "run"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as stop:
+        train.main(["codec", "--data", str(empty), "--out", str(out)])
+    assert str(stop.value) == f"train.py codec: error: no readable audio files (wav, flac, ogg) in {empty} (skipped 0)"
+    assert not out.exists()
 
 
 def test_settings_resolve_defaults_then_checkpoint_then_flags():

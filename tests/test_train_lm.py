@@ -7,6 +7,8 @@ runs of a few steps.
 """
 
 import json
+import os
+import signal
 import statistics
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,27 +21,27 @@ import transformers
 from lightning.pytorch.callbacks import Callback
 
 import train
+from corpus.tones import write_synthetic_dataset
 from encodec import EncodecModel, get_preset, load_encodec, save_encodec
 from inference import MusicGen
 from lm.conditioning import LookupTableConditioner, T5Conditioner
 from tests.musicgen_oracle import WORDS, save_tiny_musicgen, word_tokenizer
+from training import lm_train
+from training.audio_files import AudioFile, DataError
+from training.captions import read_manifest, scan_captioned_folder
 from training.checkpoints import read_checkpoint
-from training.data import AudioFile
-from training.lm import condition_dropout, drop_words, warmup_cosine
-from training.lm_data import LMDataModule, read_manifest, scan_captioned_folder
+from training.lm_data import LMDataModule
+from training.lm_module import condition_dropout, drop_words, warmup_cosine
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
 from training.lm_tokens import TokenCache, encode_file
-from training.synth import write_synthetic_dataset
-from training.train_lm import build_model, load_codec, train_lm
-
-pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # Lightning's own deprecation under torch 2.13
+from training.lm_train import build_model, load_codec, train_lm
+from training.run import RunInterruptedError, StepProgressBar
 
 RATE = 4000
 CAPTIONS = ["calm piano", "loud drums", "jazz trio", "slow strings"]
 TINY_LM = dict(dim=32, layers=2, heads=2, lut_bins=64, segment_seconds=0.3, batch_size=8, valid_examples=8,
                num_workers=0, progress_bar=False, accelerator="cpu", log_every=1, valid_every=1000, save_every=1000,
                sample_every=0, warmup_steps=2)
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -234,11 +236,12 @@ def test_data_module_windows_and_files_too_short(corpus, tmp_path):
     for path in sorted(data.glob("synth_0000[0-2].*")):
         (short / f"long_{path.name}").write_bytes(path.read_bytes())
     settings = tiny_settings(short, codec_folder, tmp_path / "run", valid_data=str(short), segment_seconds=0.5)
-    module = LMDataModule(settings, load_encodec(codec_folder))
-    module.prepare_data()
-    with pytest.warns(UserWarning, match="shorter than one window"):
-        module.setup("fit")
+    with pytest.warns(UserWarning, match="shorter than one window"):  # by its header: before encoding anything
+        module = LMDataModule(settings, load_encodec(codec_folder))
     assert [Path(p).name for p in module.too_short] == ["synth_00000.wav"] * 2  # in both sets
+    module.prepare_data()
+    module.setup("fit")
+    assert module.cache_stats.encoded == 3  # the short file was not encoded
     codes, caption = module.train_set[0]
     assert codes.shape == (2, 50) and codes.dtype == torch.int64 and caption in CAPTIONS
     assert module.valid_set[3][0].equal(module.valid_set[3][0])  # fixed windows
@@ -270,7 +273,8 @@ def test_warmup_then_cosine_schedule():
 
 
 class WatchStart(Callback):
-    """Records where a (resumed) run starts: the global step, AdamW's step count, the schedule, the LM weights."""
+    """Records where a (resumed) run starts: the global step, AdamW's step count, the schedule, the LM weights;
+    and what its progress bar shows at the end (initial step, steps done, total)."""
 
     def on_train_start(self, trainer, pl_module):
         optimizer = trainer.optimizers[0]
@@ -279,23 +283,47 @@ class WatchStart(Callback):
         self.schedule_step = trainer.lr_scheduler_configs[0].scheduler.last_epoch
         self.weights = {k: v.detach().clone() for k, v in pl_module.lm.state_dict().items()}
 
+    def on_train_end(self, trainer, pl_module):  # runs before the bar's own on_train_end closes it
+        (progress,) = [c for c in trainer.callbacks if isinstance(c, StepProgressBar)]
+        self.bar = (progress.bar.initial, progress.bar.n, progress.bar.total)
 
-def test_resume_continues_the_step_count_and_optimizer_state(corpus, tmp_path):
+
+class TerminateAfter(Callback):
+    """Sends this process SIGTERM after `step` steps, as a scheduler would (Lightning's handler is active)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_then_resume_continues_the_step_count_and_optimizer_state(corpus, tmp_path, monkeypatch, capsys):
     data, codec = corpus
     out = tmp_path / "run"
     flags = ["--data", str(data), "--codec", str(codec), "--out", str(out), "--dim", "32", "--layers", "1",
              "--heads", "2", "--lut-bins", "64", "--segment-seconds", "0.2", "--batch-size", "4", "--num-workers", "0",
              "--no-progress-bar", "--accelerator", "cpu", "--log-every", "1", "--valid-every", "1000",
              "--sample-every", "0", "--valid-examples", "2", "--warmup-steps", "1"]
-    assert train.main(["lm", "--max-steps", "2", *flags]) == 0
+    # `train.py lm` stopped by SIGTERM after step 2: a failure status, one line, last.ckpt at step 2, no export.
+    build_trainer = lm_train.build_trainer
+    monkeypatch.setattr(lm_train, "build_trainer", lambda s, callbacks=(): build_trainer(s, [TerminateAfter(2)]))
+    with pytest.raises(SystemExit) as stop:
+        train.main(["lm", "--max-steps", "4", *flags])
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.startswith("train.py lm: interrupted by SIGTERM; the last finished step is in")
+    assert not (out / "export").exists()
+    monkeypatch.setattr(lm_train, "build_trainer", build_trainer)
     last = out / "checkpoints" / "last.ckpt"
     stopped = read_checkpoint(last)
     assert stopped["global_step"] == 2 and float(stopped["optimizer_states"][0]["state"][0]["step"]) == 2.0
 
-    settings = resolve_lm_settings({"resume": str(last), "max_steps": 4}, stopped["settings"])
-    assert (settings.dim, settings.layers, settings.data) == (32, 1, str(data))
+    settings = resolve_lm_settings({"resume": str(last), "progress_bar": True}, stopped["settings"])
+    assert (settings.dim, settings.layers, settings.data, settings.max_steps) == (32, 1, str(data), 4)
     watch = WatchStart()
     summary = train_lm(settings, callbacks=[watch])
+    assert watch.bar == (2, 4, 4)  # steps done / --max-steps, counted from the resumed step
     assert (watch.global_step, watch.adam_step, watch.schedule_step) == (2, 2.0, 2)
     for k, v in stopped["state_dict"].items():
         if k.startswith("lm."):
@@ -357,3 +385,96 @@ def test_command_line_errors_are_one_line(tmp_path):
         train.main(["lm"])
     with pytest.raises(SystemExit, match="--codec is required"):
         train.main(["lm", "--data", str(tmp_path)])
+
+
+class TerminateInFirstValidation(Callback):
+    """Sends this process SIGTERM in the validation before training (e.g. while tokens are being encoded)."""
+
+    def on_validation_batch_end(self, trainer, *args):
+        if trainer.global_step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_before_training_stops_the_run(corpus, tmp_path):
+    """Lightning forgets a SIGTERM received in a validation's last batch when its next call starts: the run
+    must stop anyway, not train (for hours) after a scheduler asked it to stop."""
+    data, codec = corpus
+    settings = tiny_settings(data, codec, tmp_path / "run", max_steps=2, valid_examples=2)
+    with pytest.raises(RunInterruptedError, match="interrupted by SIGTERM; no checkpoint was written"):
+        train_lm(settings, callbacks=[TerminateInFirstValidation()])
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "export").exists()
+
+
+def test_clips_all_shorter_than_a_window_are_one_line_and_write_nothing(corpus, tmp_path):
+    data, codec = corpus
+    write_clips(tmp_path / "short", count=3, seconds=0.2)
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="shorter than one window"), pytest.raises(SystemExit) as stop:
+        train.main(["lm", "--data", str(tmp_path / "short"), "--codec", str(codec), "--out", str(out),
+                    "--segment-seconds", "0.5", "--dim", "32", "--layers", "1", "--heads", "2"])
+    assert str(stop.value) == ("train.py lm: error: no audio file of the training set is at least one window "
+                               "(--segment-seconds 0.5) long; left out as too short: 3")
+    assert not out.exists()  # no settings.json, tokens/ or tensorboard/
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("[1, 2, 3]", 'expected a JSON object with a "caption", got array'),
+    ('{"caption": {"nested": [1, 2]}}', '"caption" must be a string, got object'),
+    ('{"description": 7}', '"description" must be a string, got number'),
+    ("{not json", "Expecting property name"),
+])
+def test_a_caption_file_that_holds_no_text_is_refused_by_name(tmp_path, content, problem):
+    (path,) = write_synthetic_dataset(tmp_path, count=1, seconds=0.1, sample_rate=RATE)
+    path.with_suffix(".json").write_text(content)
+    with pytest.raises(DataError, match="^caption file .*synth_00000.json: ") as error:
+        scan_captioned_folder(tmp_path)
+    assert problem in str(error.value)
+
+
+def test_bad_captions_stop_the_command_with_one_line_naming_the_file(corpus, tmp_path):
+    _, codec = corpus
+    (path,) = write_synthetic_dataset(tmp_path / "data", count=1, seconds=0.5, sample_rate=RATE)
+    path.with_suffix(".json").write_text("[1, 2, 3]")
+    with pytest.raises(SystemExit, match=rf"^train.py lm: error: caption file {path.with_suffix('.json')}: expected"):
+        train.main(["lm", "--data", str(tmp_path / "data"), "--codec", str(codec), "--out", str(tmp_path / "run")])
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text(json.dumps({"path": str(path), "caption": ["a", "b"]}) + "\n")
+    with pytest.raises(DataError, match=rf'^{manifest}:1: "caption" must be a string, got array$'):
+        read_manifest(manifest)
+
+
+def test_a_damaged_token_cache_is_encoded_again_and_never_read_outside_its_folder(corpus, tmp_path):
+    data, codec_folder = corpus
+    codec = load_encodec(codec_folder)
+    paths = sorted(data.glob("*.wav"))[:3]
+    files = [AudioFile(str(p), RATE, RATE, 1) for p in paths]
+    expected = [encode_file(codec, f).to(torch.int16) for f in files]
+    cache = TokenCache(tmp_path / "tokens", codec)
+    assert cache.update(files).encoded == 3
+
+    def damaged(**index_changes) -> int:
+        """Files encoded again by the next update (which must warn), after every token file is checked."""
+        with pytest.warns(UserWarning, match="could not be read"):
+            encoded = cache.update(files).encoded
+        for file, codes in zip(files, expected, strict=True):
+            assert torch.equal(cache.load(file.path), codes)
+        return encoded
+
+    token = cache.folder / cache.token_name(cache.key(paths[0]))
+    token.write_bytes(token.read_bytes()[:-7])  # truncated
+    assert damaged() == 1
+    torch.save({"codes": torch.zeros(2, 100, dtype=torch.int16)}, token)  # a pickle, not safetensors
+    assert damaged() == 1
+    cache.index_path.write_text("{not json")
+    assert damaged() == 3
+    cache.index_path.write_bytes(b"\x80\x04\x95")  # pickle bytes
+    assert damaged() == 3
+
+    # An index entry naming a file outside the cache (here: valid tokens of the right shape) is not read.
+    outside = tmp_path / "secret.safetensors"
+    outside.write_bytes(token.read_bytes())
+    index = json.loads(cache.index_path.read_text())
+    index["files"][cache.key(paths[1])]["tokens"] = os.path.relpath(outside, cache.folder)  # ../../secret...
+    cache.index_path.write_text(json.dumps(index))
+    assert cache.load(paths[1]) is None
+    assert damaged() == 1

@@ -1,102 +1,30 @@
-"""Captioned audio for language-model training: the captions, the cached tokens, and random token windows.
+"""Captioned audio for language-model training: the files, their cached tokens, and random token windows.
 
-Where the captions come from:
-- a folder (`--data DIR`): every wav / flac / ogg file (recursive) with a sidecar of the same name, `song.txt`
-  (the whole text) or `song.json` ({"caption": ...} or {"description": ...}, audiocraft's key); `.txt` wins;
-- a manifest (`--manifest FILE`): one JSON object per line, {"path": "song.wav", "caption": "..."}, paths
-  relative to the manifest's folder; a line without a caption falls back to the file's sidecar.
-A file without any caption is kept with the empty (null) description: it trains the unconditional model.
+The captions come from sidecar files or a manifest (training/captions.py).
 
 Each file is encoded once into the token cache (training/lm_tokens.py); the training set then draws
 windows of T = segment_seconds * frame_rate frames at random (uniform over files, then over offsets, as
 audiocraft's `sample_on_weight: false`, `sample_on_duration: false`); validation windows are fixed. Files
-shorter than one window are left out and counted (audiocraft would pad them with silence instead).
+shorter than one window (by their header, before anything is encoded) are left out and counted (audiocraft would
+pad them with silence instead).
 
 Shape legend: K codebooks, T frames.
 """
 
-import json
 import math
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from encodec import EncodecModel
-from training.data import AUDIO_EXTENSIONS, AudioFile, probe_audio, split_files
+from training.audio_files import AudioFile, DataError, split_files
+from training.captions import read_captioned
 from training.lm_settings import LMTrainSettings
 from training.lm_tokens import CacheStats, TokenCache
 
-CAPTION_KEYS = ("caption", "description")
 BATCHES_PER_EPOCH = 1000  # the training set is endless random windows; an "epoch" is just a count
-
-
-@dataclass
-class CaptionedFiles:
-    """Readable audio files, the caption of each (by path; "" = none), and the paths that were skipped."""
-
-    files: list[AudioFile] = field(default_factory=list)
-    captions: dict[str, str] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-
-    def add(self, path: Path, caption: str | None) -> None:
-        """Probe `path` (header only); an unreadable or empty file is warned about and skipped."""
-        audio = probe_audio(path)
-        if audio is None:
-            self.skipped.append(str(path))
-            return
-        self.files.append(audio)
-        self.captions[str(path)] = caption if caption is not None else sidecar_caption(path) or ""
-
-
-def sidecar_caption(audio_path: Path) -> str | None:
-    """The caption in `<stem>.txt` or `<stem>.json` beside an audio file, or None."""
-    text = audio_path.with_suffix(".txt")
-    if text.is_file():
-        return text.read_text(encoding="utf-8").strip()
-    meta = audio_path.with_suffix(".json")
-    if meta.is_file():
-        return _caption_of(json.loads(meta.read_text(encoding="utf-8")))
-    return None
-
-
-def _caption_of(entry: dict) -> str | None:
-    return next((str(entry[k]).strip() for k in CAPTION_KEYS if entry.get(k) is not None), None)
-
-
-def scan_captioned_folder(root: str | Path) -> CaptionedFiles:
-    """The audio files under `root` (recursive, sorted) with their sidecar captions."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"audio folder not found: {root}")
-    result = CaptionedFiles()
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
-        result.add(path, None)
-    return result
-
-
-def read_manifest(manifest: str | Path) -> CaptionedFiles:
-    """The files a JSONL manifest lists ({"path": ..., "caption" or "description": ...} per line)."""
-    manifest = Path(manifest)
-    result = CaptionedFiles()
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            path = manifest.parent / entry["path"]  # an absolute path stays absolute
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{manifest}:{number}: expected a JSON object with a \"path\": {err}") from None
-        result.add(path, _caption_of(entry))
-    return result
-
-
-def read_captioned(source: str | Path) -> CaptionedFiles:
-    """A folder or a .jsonl manifest."""
-    return read_manifest(source) if Path(source).is_file() else scan_captioned_folder(source)
 
 
 class TokenWindows(Dataset):
@@ -131,16 +59,26 @@ class TokenWindows(Dataset):
         return self.codes[i][:, start:start + self.frames].long(), self.captions[i]  # [K, T]
 
 
+def encoded_frames(file: AudioFile, codec: EncodecModel) -> int:
+    """The frames T of the codes `encode_file` makes of a whole file: its N samples at the codec's rate, in frames
+    of `hop_length` samples (the last one padded)."""
+    return math.ceil(round(file.duration * codec.sample_rate) / codec.hop_length)
+
+
 class LMDataModule(L.LightningDataModule):
     """The captioned files of a run, encoded once into the token cache, as training and validation loaders.
 
-    The files are listed and split when the module is built (every process, cheap); `prepare_data` (Lightning
-    runs it in one process per node, before the others start) encodes what the cache lacks; `setup` loads the
-    tokens in every process.
+    The files are listed, split and checked when the module is built (every process, cheap: headers only), so
+    that a run with no usable data stops before it writes anything; `prepare_data` (Lightning runs it in one
+    process per node, before the others start) encodes what the cache lacks; `setup` loads the tokens in every
+    process.
 
     Args:
         settings: the run's settings (data sources, split, window length, batch size).
         codec: the codec that makes the tokens.
+    Raises:
+        DataError: when a caption file is bad, or the training or the validation set has no readable audio file
+            at least one window long.
     """
 
     def __init__(self, settings: LMTrainSettings, codec: EncodecModel):
@@ -160,12 +98,15 @@ class LMDataModule(L.LightningDataModule):
             self.train_files, self.valid_files = split_files(train.files, settings.valid_fraction, settings.seed)
             self.captions, self.skipped = train.captions, train.skipped
         if not self.train_files or not self.valid_files:
-            raise ValueError(f"no readable audio files in {settings.data or settings.manifest} "
-                             f"(skipped {len(self.skipped)})")
+            raise DataError(f"no readable audio files in {settings.data or settings.manifest} "
+                            f"(skipped {len(self.skipped)})")
+        self.too_short: list[str] = []
+        self.train_files, self.valid_files = self._long_enough(self.train_files), self._long_enough(self.valid_files)
+        if not self.train_files or not self.valid_files:
+            raise DataError(self._too_short_message("training" if not self.train_files else "validation"))
         self.uncaptioned = sum(not self.captions[f.path] for f in {*self.train_files, *self.valid_files})
         self.cache = TokenCache(settings.cache_folder, codec)
         self.cache_stats: CacheStats | None = None  # set in the process that runs prepare_data
-        self.too_short: list[str] = []
         self.train_set: TokenWindows | None = None
         self.valid_set: TokenWindows | None = None
 
@@ -187,11 +128,28 @@ class LMDataModule(L.LightningDataModule):
         index = self.cache.read_index()
         train, valid = self._load(self.train_files, index), self._load(self.valid_files, index)
         if not train or not valid:
-            raise ValueError(f"no audio file is at least one window ({self.settings.segment_seconds} s) long "
-                             f"in the {'training' if not train else 'validation'} set")
+            raise DataError(self._too_short_message("training" if not train else "validation"))
         s = self.settings
         self.train_set = TokenWindows(*zip(*train, strict=True), self.frames, s.batch_size * BATCHES_PER_EPOCH)
         self.valid_set = TokenWindows(*zip(*valid, strict=True), self.frames, s.valid_examples, random_offsets=False)
+
+    def _too_short_message(self, split: str) -> str:
+        return (f"no audio file of the {split} set is at least one window (--segment-seconds "
+                f"{self.settings.segment_seconds}) long; left out as too short: {len(self.too_short)}")
+
+    def _long_enough(self, files: list[AudioFile]) -> list[AudioFile]:
+        """The files whose tokens will hold at least one window, by their header; the others are warned about
+        and counted in `too_short`."""
+        kept = []
+        for file in files:
+            frames = encoded_frames(file, self.codec)
+            if frames >= self.frames:
+                kept.append(file)
+            else:
+                self.too_short.append(file.path)
+                warnings.warn(f"{file.path} is shorter than one window ({frames} < {self.frames} frames): left out",
+                              stacklevel=3)
+        return kept
 
     def _load(self, files: list[AudioFile], index: dict) -> list[tuple[torch.Tensor, str]]:
         """(codes, caption) of the files that were encoded and hold at least one window; the rest are counted."""

@@ -1,12 +1,12 @@
 """Settings of a language-model training run (`train.py lm`): one frozen dataclass and its command line.
 
-They resolve as the codec's do (training/settings.py): the defaults below < the settings saved in the
+They resolve as every run's do (training/run_settings.py): the defaults below < the settings saved in the
 checkpoint named by `--resume` < the flags given on the command line.
 
 Defaults follow audiocraft's MusicGen solver (`config/solver/musicgen/default.yaml`) where it has one: AdamW,
 lr 1e-4, betas (0.9, 0.95), weight decay 0.1 (on every parameter), eps 1e-8, gradient norm clipped to 1.0;
 a linear warmup then a cosine decay to 0 (`musicgen_base_32khz.yaml`: cosine, lr_min_ratio 0); condition
-dropout 0.3 and word dropout 0.3 (`text2music.yaml`, REFERENCE.md section 1.6). Sizes and segments are
+dropout 0.3 and word dropout 0.3 (`text2music.yaml`). Sizes and segments are
 smaller than the published ones (dim 1024+, 30 s segments, batch 128+) so that a first run fits anywhere;
 the default LM is audiocraft's "base" scale (dim 512, 8 layers, 8 heads).
 """
@@ -15,7 +15,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.settings import RunSettings, _floats, add_run_arguments, argument_adder, resolve_fields
+from training.run_settings import RunSettings, add_run_arguments, argument_adder, parse_floats, resolve_fields
 
 TEXT_CONDITIONERS = ("lut", "t5")
 MODEL_FLAGS = ("dim", "layers", "heads", "ffn_dim", "text", "lut_bins", "t5")  # defined by --init when given
@@ -136,7 +136,7 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     optim = parser.add_argument_group("optimisation")
     add(optim, "--max-steps", "training steps", type=int)
     add(optim, "--lr", "AdamW peak learning rate", type=float)
-    add(optim, "--betas", "AdamW betas", type=_floats)
+    add(optim, "--betas", "AdamW betas", type=parse_floats)
     add(optim, "--weight-decay", "AdamW weight decay", type=float)
     add(optim, "--warmup-steps", "linear warmup steps, then a cosine decay to 0 at --max-steps", type=int)
     add(optim, "--grad-clip", "clip the gradient norm to this (0: no clipping)", type=float)

@@ -12,6 +12,9 @@ Layout: FOLDER/<codec fingerprint>/index.json and one `<hash of the path>.safete
 - Token files are safetensors and the index is JSON: reading the cache never runs code. Every file is
   written to a temporary name and renamed, so an interrupted run leaves complete files only, and the index
   is saved every few files so that it keeps the work done.
+- A cache damaged anyway (a truncated or foreign token file, an index that is not ours) is repaired: what
+  cannot be read is encoded again, with one warning. A token file's name is the hash of its audio path, so an
+  index entry naming any other file (`../../etc/passwd`) is not read but encoded again.
 
 Files are encoded whole, in chunks of about 30 s (a multiple of the hop, so the frames line up) to bound
 memory: codes [K, ceil(N / hop)], as `EncodecModel.encode` gives for the whole file, up to the chunk seams.
@@ -31,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from encodec import EncodecModel
-from training.data import AudioFile, read_segment
+from training.audio_files import AudioFile, read_segment
 
 CHUNK_SECONDS = 30.0
 SAVE_INDEX_EVERY = 50  # files
@@ -87,10 +90,33 @@ class TokenCache:
     def key(path: str | os.PathLike) -> str:
         return str(Path(path).resolve())
 
+    @staticmethod
+    def token_name(key: str) -> str:
+        """The token file of an audio file: a hash of its absolute path (the only name the cache ever reads)."""
+        return hashlib.sha1(key.encode()).hexdigest()[:24] + ".safetensors"
+
     def read_index(self) -> dict[str, dict]:
+        """The index's well-formed entries, by absolute audio path; {} when there is no index or it is not ours."""
+        index, _ = self._read_index()
+        return index
+
+    def _read_index(self) -> tuple[dict[str, dict], int]:
+        """(the well-formed entries, the number of entries, or 1 for the whole index, that were not)."""
         if not self.index_path.is_file():
-            return {}
-        return json.loads(self.index_path.read_text())["files"]
+            return {}, 0
+        try:
+            files = json.loads(self.index_path.read_text(encoding="utf-8"))["files"]
+            if not isinstance(files, dict):
+                raise TypeError("no file table")
+        except (ValueError, KeyError, TypeError, OSError):  # not JSON, not UTF-8, not our layout, unreadable
+            return {}, 1
+        index = {key: entry for key, entry in files.items() if self._well_formed(key, entry)}
+        return index, len(files) - len(index)
+
+    def _well_formed(self, key: str, entry: object) -> bool:
+        """Whether an index entry is one this cache wrote: its token file is the one named for its path."""
+        return (isinstance(entry, dict) and entry.get("tokens") == self.token_name(key)
+                and all(type(entry.get(k)) is int for k in ("size", "mtime_ns", "frames")))
 
     def _current(self, entry: dict | None, path: str) -> bool:
         """Whether an index entry still describes the file (same size and time) and its tokens exist."""
@@ -99,17 +125,37 @@ class TokenCache:
         stat = os.stat(path)
         return (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
 
+    def _read_tokens(self, entry: dict) -> torch.Tensor | None:
+        """The codes [K, T] a (well-formed) entry names, or None when the file is not readable as such."""
+        try:
+            codes = load_file(self.folder / entry["tokens"])["codes"]  # safetensors: never runs code
+        except Exception:  # truncated, not safetensors (a pickle, ...), no "codes": any of them means "encode again"
+            return None
+        K = self.codec.num_codebooks
+        return codes if codes.dtype == self.dtype and codes.shape == (K, entry["frames"]) else None
+
     def update(self, files: list[AudioFile], device: torch.device | str = "cpu", progress: bool = False
                ) -> CacheStats:
-        """Encode the files that have no current tokens yet; a file that fails to read is warned about and listed."""
-        index = self.read_index()
+        """Encode the files that have no current, readable tokens yet; a file that fails to read is warned about
+        and listed. Unreadable tokens or index entries are encoded again, with one warning."""
+        index, bad_entries = self._read_index()
         stats = CacheStats()
-        todo = []
+        todo, unreadable = [], 0
         for file in files:
-            if self._current(index.get(self.key(file.path)), file.path):
-                stats.reused += 1
-            else:
+            entry = index.get(self.key(file.path))
+            if not self._current(entry, file.path):
                 todo.append(file)
+            elif self._read_tokens(entry) is None:
+                todo.append(file)
+                unreadable += 1
+            else:
+                stats.reused += 1
+        if bad_entries and not index:
+            warnings.warn(f"token cache {self.folder}: index.json could not be read; encoding every file again",
+                          stacklevel=2)
+        elif bad_entries or unreadable:
+            warnings.warn(f"token cache {self.folder}: {bad_entries + unreadable} token files or index entries could "
+                          "not be read; encoding those files again", stacklevel=2)
         if not todo:
             return stats
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -123,7 +169,7 @@ class TokenCache:
                 stats.failed.append(file.path)
                 continue
             key = self.key(file.path)
-            name = hashlib.sha1(key.encode()).hexdigest()[:24] + ".safetensors"
+            name = self.token_name(key)
             stored = {"codes": codes.to(self.dtype)}
             _write_atomically(self.folder / name, lambda tmp, stored=stored: save_file(stored, tmp))
             index[key] = {"tokens": name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
@@ -143,12 +189,12 @@ class TokenCache:
 
     def load(self, path: str | os.PathLike, index: dict[str, dict] | None = None) -> torch.Tensor | None:
         """The codes [K, T] of an audio file as stored (int16; int32 for codebooks of more than 32767 codes),
-        or None when the cache has no current tokens for it."""
+        or None when the cache has no current, readable tokens for it."""
         index = self.read_index() if index is None else index
         entry = index.get(self.key(path))
         if not self._current(entry, str(path)):
             return None
-        return load_file(self.folder / entry["tokens"])["codes"]  # [K, T]
+        return self._read_tokens(entry)  # [K, T]
 
 
 def _write_atomically(path: Path, write) -> None:

@@ -17,7 +17,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from training.arrange import BEATS_PER_BAR, Chord, NoteEvent, place, scale_pitches, voicing
+from corpus.arrange import BEATS_PER_BAR, Chord, NoteEvent, place, scale_pitches, voicing
 
 
 class Drum(IntEnum):

@@ -7,7 +7,7 @@ Each clip is a few events placed at random onsets on a silent track and summed:
 Notes get a short linear attack and an exponential release so that clips have onsets and decays, the
 structure a codec must reproduce. The clip is normalised to a peak of 0.8.
 
-    python -m training.synth DIR --count 64 --seconds 2 --sample-rate 16000 --seed 0
+    python -m corpus.tones DIR --count 64 --seconds 2 --sample-rate 16000 --seed 0
 """
 
 import argparse
@@ -95,7 +95,8 @@ def write_synthetic_dataset(folder: str | Path, count: int, seconds: float = 2.0
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write synthetic music-like wav files (tones, chords, noise).")
+    parser = argparse.ArgumentParser(prog="python -m corpus.tones",
+                                     description="Write synthetic music-like wav files (tones, chords, noise).")
     parser.add_argument("folder", help="output folder (created if missing)")
     parser.add_argument("--count", type=int, default=32, help="number of clips")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each clip")

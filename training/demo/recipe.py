@@ -1,20 +1,25 @@
-"""The bundled demo model, rebuilt by one command: corpus -> codec -> language model -> checkpoints/demo.
+"""The bundled demo model, rebuilt by one command: corpus -> codec -> language model -> a model folder.
 
-    python -m training.demo                       # the real recipe (about 70 min on a 2-core CPU)
-    python -m training.demo --scale tiny --work /tmp/demo --out /tmp/demo/model   # a minute: smoke test
+    python -m training.demo --scale tiny          # a minute: smoke test, into runs/demo-tiny/model
+    python -m training.demo                       # the real recipe (about 70 min on a 2-core CPU), runs/demo-demo
+    python -m training.demo --install             # the same, written to checkpoints/demo: replaces the bundled model
+
+Nothing is written into checkpoints/demo unless --install (or --out checkpoints/demo) says so.
 
 Each stage is an ordinary command of this project, printed before it runs, so any of them can be rerun or
 tuned by hand:
-1. `python -m training.corpus WORK/corpus ...`: captioned music rendered offline (training/corpus.py);
+1. `python -m corpus WORK/corpus ...`: captioned music rendered offline (corpus/render.py);
 2. `python train.py codec --data WORK/corpus ...`: a small 32 kHz EnCodec;
 3. `python train.py lm --data WORK/corpus --codec WORK/codec/export ...`: a small LM with the word table;
-4. `python -m training.evaluate_demo OUT --corpus WORK/corpus`: codec, LM and prompt evidence on held-out clips;
+4. `python -m training.demo.evaluate OUT --corpus WORK/corpus`: codec, LM and prompt evidence on held-out clips;
 the LM export (codec and text table included) is copied to OUT with the training curves, the evaluation and a
-model card (MODEL_CARD.md) built from them. A stage whose output exists is skipped, and a training stage whose last
-checkpoint exists resumes from it, so an interrupted build continues where it stopped.
+model card (MODEL_CARD.md) built from them. A stage whose output exists is skipped (the last one when OUT holds
+the LM export and a model card), and a training stage whose last checkpoint exists resumes from it, so an
+interrupted build continues where it stopped.
 """
 
 import argparse
+import filecmp
 import json
 import math
 import shlex
@@ -24,9 +29,10 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.evaluate_demo import FEATURES
+from training.demo.evaluate import FEATURES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the project: training/demo/recipe.py
+BUNDLED = ROOT / "checkpoints" / "demo"  # the model `generate.py --model demo` reads
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def build(recipe: Recipe, work: Path, out: Path, seed: int) -> Path:
     """Run the three stages (skipping finished ones) and write the model to `out`."""
     corpus, codec, lm = work / "corpus", work / "codec", work / "lm"
     if not (corpus / "manifest.jsonl").is_file():
-        run([sys.executable, "-m", "training.corpus", str(corpus), "--count", str(recipe.clips), "--seconds",
+        run([sys.executable, "-m", "corpus", str(corpus), "--count", str(recipe.clips), "--seconds",
              str(recipe.clip_seconds), "--sample-rate", str(recipe.sample_rate), "--seed", str(seed)])
     common = ["--no-progress-bar", "--seed", str(seed)]
     if not (codec / "export" / "config.json").is_file():
@@ -95,15 +101,24 @@ def build(recipe: Recipe, work: Path, out: Path, seed: int) -> Path:
         resume = ["--resume"] if (lm / "checkpoints" / "last.ckpt").is_file() else []
         run([sys.executable, "train.py", "lm", "--data", str(corpus), "--codec", str(codec / "export"), "--out",
              str(lm), "--max-steps", str(recipe.lm_steps), *recipe.lm_args, *common, *resume])
+    if finished(out, lm / "export"):
+        print(f"\n{out} already holds this LM export, its evaluation and its model card")
+        return out
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(lm / "export", out)
     shutil.copyfile(codec / "loss_curve.png", out / "codec_training.png")
     shutil.copyfile(lm / "loss_curve.png", out / "lm_training.png")
-    run([sys.executable, "-m", "training.evaluate_demo", _shown(out), "--corpus", _shown(corpus),
+    run([sys.executable, "-m", "training.demo.evaluate", _shown(out), "--corpus", _shown(corpus),
          *recipe.evaluate_args])
     (out / "MODEL_CARD.md").write_text(model_card(recipe, work, out))
     return out
+
+
+def finished(out: Path, export: Path) -> bool:
+    """Whether `out` is a finished model folder of the LM export `export`: the same files, evaluated, with a card."""
+    return ((out / "MODEL_CARD.md").is_file() and (out / "evaluation.json").is_file() and export.is_dir()
+            and all((out / f.name).is_file() and filecmp.cmp(f, out / f.name, shallow=False) for f in export.iterdir()))
 
 
 def _shown(path: Path) -> str:
@@ -142,12 +157,12 @@ def model_card(recipe: Recipe, work: Path, out: Path) -> str:
     return f"""# Demo MusicGen (trained from scratch on a rendered corpus)
 
 A toy MusicGen that ships with the project so that `python generate.py "Lo-fi funk" --model demo` works offline,
-in seconds on a CPU. Rebuilt by `python -m training.demo` ({size:.1f} MiB of weights).
+in seconds on a CPU. Rebuilt by `python -m training.demo --install` ({size:.1f} MiB of weights).
 
 ## Data
 {recipe.clips} clips of {recipe.clip_seconds:g} s at {recipe.sample_rate} Hz rendered offline from generated MIDI
 arrangements in 10 styles (80s pop, 90s rock, techno, lo-fi funk, country, jazz, piano ballad, ambient,
-orchestral, bossa nova) with the TimGM6mb General MIDI SoundFont (training/corpus.py, seed 0). Each caption
+orchestral, bossa nova) with the TimGM6mb General MIDI SoundFont (corpus/render.py, seed 0). Each caption
 states the style, tempo, key, instruments and whether there are drums. 10% of the clips are held out
 (the same ones for the codec and the LM).
 
@@ -190,19 +205,31 @@ models for real music.
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with `work` and `out` resolved (defaults under runs/, checkpoints/demo only by --install)."""
+    parser = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=sorted(RECIPES), default="demo")
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "demo", help="corpus and training runs")
-    parser.add_argument("--out", type=Path, default=ROOT / "checkpoints" / "demo", help="the finished model")
+    parser.add_argument("--work", type=Path, help="corpus and training runs (default: runs/demo-SCALE)")
+    parser.add_argument("--out", type=Path, help="the finished model (default: WORK/model)")
+    parser.add_argument("--install", action="store_true",
+                        help=f"write the finished model to {_shown(BUNDLED)}, replacing the bundled one "
+                             "(--scale demo only)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.install and args.out is not None:
+        parser.error("--install writes the model to the bundled folder: drop --out")
+    if args.install and args.scale != "demo":
+        parser.error(f"--install replaces the bundled model: only with --scale demo, not {args.scale}")
+    args.work = args.work or ROOT / "runs" / f"demo-{args.scale}"
+    args.out = BUNDLED if args.install else args.out or args.work / "model"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
     recipe = RECIPES[args.scale]
     print(f"settings: scale={args.scale} work={args.work} out={args.out} seed={args.seed}\nrecipe: {recipe}")
     out = build(recipe, args.work, args.out, args.seed)
     print(f"\nthe demo model is in {out}: python generate.py \"Lo-fi funk\" --model {out} --duration 8")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,51 +1,30 @@
 """Settings of a codec training run: one frozen dataclass, its command line, and how the two resolve.
 
-Resolution order, later wins: the defaults below < the settings saved in the checkpoint named by `--resume`
-< the flags given on the command line. So `python train.py codec --resume --out runs/x --max-steps 20000`
-continues run x with its own model and data settings and a new step budget.
+They resolve as every run's do (training/run_settings.py): the defaults below < the settings saved in the
+checkpoint named by `--resume` < the flags given on the command line.
 
-Defaults follow audiocraft's compression solver (REFERENCE.md section 4) where it has one: loss weights
-l1 0.1, msspec 2, adv 4, feat 4 (balanced), commitment 1 (not balanced), Adam lr 3e-4 betas (0.5, 0.9).
+Defaults follow audiocraft's compression solver (`config/solver/compression/default.yaml`) where it has one:
+loss weights l1 0.1, msspec 2, adv 4, feat 4 (balanced), commitment 1 (not balanced), Adam lr 3e-4 betas
+(0.5, 0.9).
 The published batch is 64 one-second segments; the default here is smaller so that a first run fits anywhere.
 """
 
 import argparse
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from encodec import EncodecConfig, get_preset
+from training.run_settings import (
+    RunSettings,
+    add_run_arguments,
+    argument_adder,
+    parse_floats,
+    parse_ints,
+    resolve_fields,
+)
 
 # The fields that override the preset's EncodecConfig when set (None keeps the preset's value).
 MODEL_OVERRIDES = ("sample_rate", "channels", "n_filters", "dimension", "n_q", "bins", "ratios", "lstm_layers")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What every training command shares: validation/checkpoint cadence, seed, Lightning's hardware flags."""
-
-    valid_every: int = 500
-    save_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: str = "1"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    progress_bar: bool = True
-    resume: str | None = None  # a checkpoint path, or "last" for OUT/checkpoints/last.ckpt
-
-    def check_run(self) -> None:
-        for name in ("valid_every", "save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.keep_checkpoints == 0 or self.keep_checkpoints < -1:
-            raise ValueError("--keep-checkpoints must be -1 (all) or at least 1")
-
-    def to_dict(self) -> dict:
-        """Plain types only (str, numbers, tuples, None), so a checkpoint holding it loads with weights_only."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -122,28 +101,6 @@ class CodecTrainSettings(RunSettings):
         self.check_run()
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
-
-
-def argument_adder(defaults):
-    """`add(group, flag, help, **kwargs)`: a flag whose parsed default is absent (SUPPRESS) and whose help shows
-    the default of the matching field of `defaults`."""
-
-    def add(group, flag: str, help: str, **kwargs) -> None:  # noqa: A002 - argparse's own word
-        default = getattr(defaults, flag.lstrip("-").replace("-", "_"))
-        if default not in (None, ""):
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            help = f"{help} (default: {shown})"
-        group.add_argument(flag, default=argparse.SUPPRESS, help=help, **kwargs)
-
-    return add
-
-
 def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
     """The `train.py codec` flags. Their parsed defaults are absent (SUPPRESS) so that `resolve_settings`
     can tell a flag given on the command line from a default."""
@@ -166,10 +123,10 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
     add(model, "--dimension", "latent and codebook width D (default: the preset's)", type=int)
     add(model, "--n-q", "number of codebooks K (default: the preset's)", type=int)
     add(model, "--bins", "codes per codebook V (default: the preset's)", type=int)
-    add(model, "--ratios", "decoder up-sampling ratios, e.g. 8,5,4,4 (default: the preset's)", type=_ints)
+    add(model, "--ratios", "decoder up-sampling ratios, e.g. 8,5,4,4 (default: the preset's)", type=parse_ints)
     add(model, "--lstm-layers", "LSTM layers (default: the preset's)", type=int)
     add(model, "--disc-filters", "discriminator channels", type=int)
-    add(model, "--disc-n-ffts", "discriminator STFT sizes, one per scale", type=_ints)
+    add(model, "--disc-n-ffts", "discriminator STFT sizes, one per scale", type=parse_ints)
     losses = parser.add_argument_group("losses")
     add(losses, "--l1-weight", "waveform L1 weight (balanced; 0 = logged only)", type=float)
     add(losses, "--msspec-weight", "multi-scale mel weight (balanced)", type=float)
@@ -181,29 +138,10 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
     optim = parser.add_argument_group("optimisation")
     add(optim, "--max-steps", "training steps (one discriminator and one codec update each)", type=int)
     add(optim, "--lr", "Adam learning rate, codec and discriminator", type=float)
-    add(optim, "--betas", "Adam betas", type=_floats)
+    add(optim, "--betas", "Adam betas", type=parse_floats)
     run = parser.add_argument_group("run")
     add(run, "--out", "output folder: checkpoints/, tensorboard/, export/, loss_curve.png", metavar="DIR")
     add_run_arguments(run, add, strategy_help="Lightning strategy (ddp is run with find_unused_parameters)")
-
-
-def add_run_arguments(run, add, strategy_help: str = "Lightning strategy: auto, ddp, fsdp, ...") -> None:
-    """The flags every training command shares: validation/checkpoint cadence, seed, Lightning's own hardware
-    flags, and --resume. `add` is the command's `argument_adder` (its defaults)."""
-    add(run, "--valid-every", "validate every N steps", type=int)
-    add(run, "--save-every", "checkpoint every N steps (and always at the end)", type=int)
-    add(run, "--keep-checkpoints", "periodic checkpoints kept besides last.ckpt (-1: all)", type=int)
-    add(run, "--log-every", "log training losses every N steps", type=int)
-    add(run, "--seed", "random seed", type=int)
-    add(run, "--accelerator", "Lightning accelerator: auto, cpu, gpu, ...")
-    add(run, "--devices", "Lightning devices per node: a count, a list like 0,1, or auto")
-    add(run, "--num-nodes", "Lightning nodes", type=int)
-    add(run, "--strategy", strategy_help)
-    add(run, "--precision", "Lightning precision: 32-true, bf16-mixed, 16-mixed")
-    add(run, "--progress-bar", "show Lightning's progress bar", action=argparse.BooleanOptionalAction)
-    run.add_argument("--resume", nargs="?", const="last", default=argparse.SUPPRESS, metavar="CKPT",
-                     help="continue from a checkpoint this program wrote (no value: OUT/checkpoints/last.ckpt); "
-                          "its saved settings are the defaults, flags given here override them")
 
 
 def resolve_settings(given: dict, saved: dict | None = None) -> CodecTrainSettings:
@@ -214,11 +152,3 @@ def resolve_settings(given: dict, saved: dict | None = None) -> CodecTrainSettin
         saved: `CodecTrainSettings.to_dict()` from a checkpoint, or None.
     """
     return resolve_fields(CodecTrainSettings(), given, saved)
-
-
-def resolve_fields(settings, given: dict, saved: dict | None):
-    """`settings` (a settings dataclass holding the defaults) < `saved` < `given`; "resume" is never inherited."""
-    names = {f.name for f in fields(settings)}
-    if saved:
-        settings = replace(settings, **{k: v for k, v in saved.items() if k in names and k != "resume"})
-    return replace(settings, **{k: v for k, v in given.items() if k in names})

@@ -46,8 +46,8 @@ from encodec.losses import (
     si_snr_loss,
     waveform_l1_loss,
 )
+from training.codec_settings import CodecTrainSettings
 from training.plots import spectrogram_figure
-from training.settings import CodecTrainSettings
 
 OPTIMIZER_STEPS_PER_BATCH = 2  # discriminator, then codec
 AUDIO_EXAMPLES = 2  # validation examples written to TensorBoard

@@ -2,7 +2,7 @@
 
 A `Style` is a base caption written the way people ask for music ("Lo-fi funk"), a tempo range, the modes and
 chord progressions it uses, and its instruments: for each, the General MIDI programs a clip may pick and the
-generator (from `training.patterns`) that writes its notes. `arrange(style, seconds, rng)` draws one clip's
+generator (from `corpus.parts`) that writes its notes. `arrange(style, seconds, rng)` draws one clip's
 key, tempo, progression and instruments; `describe(style.caption, arrangement)` builds a caption from the base caption
 and only those attributes, so every caption is true of its audio:
 
@@ -18,9 +18,9 @@ from functools import partial
 import numpy as np
 from pretty_midi import program_to_instrument_name
 
-from training.arrange import BEATS_PER_BAR, Arrangement, Part, progression
-from training.effects import lofi
-from training.grooves import (
+from corpus.arrange import BEATS_PER_BAR, Arrangement, Part, progression
+from corpus.effects import lofi
+from corpus.grooves import (
     BOOM_BAP,
     BOOM_BAP_GHOSTS,
     BOOM_CHICKA,
@@ -48,7 +48,7 @@ from training.grooves import (
     TRAIN_BEAT,
     TWO_STEP,
 )
-from training.patterns import (
+from corpus.parts import (
     Context,
     Player,
     arpeggio,

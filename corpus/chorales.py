@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from music21 import chord, corpus, key
 
-from training.arrange import BEATS_PER_BAR, Arrangement, NoteEvent, Part
+from corpus.arrange import BEATS_PER_BAR, Arrangement, NoteEvent, Part
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 ENSEMBLES = {  # base caption -> GM programs for the soprano, alto, tenor and bass voices

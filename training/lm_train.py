@@ -1,26 +1,20 @@
 """`python train.py lm`: train (or fine-tune) the MusicGen language model on captioned audio with Lightning.
 
-Output folder layout:
-    OUT/settings.json              the resolved settings (also inside every checkpoint)
+Output folder layout (besides settings.json, checkpoints/ and tensorboard/, see training/run.py; TensorBoard
+holds the losses, per-codebook losses and accuracies, the lr and generated audio examples):
     OUT/tokens/                    the token cache (unless --cache puts it elsewhere): reused by later runs
-    OUT/checkpoints/last.ckpt      the latest state (written every --save-every steps and at the end)
-    OUT/checkpoints/stepNNNNNNN.ckpt   periodic checkpoints, the newest --keep-checkpoints kept
-    OUT/tensorboard/               losses, per-codebook losses and accuracies, lr, generated audio examples
     OUT/export/                    the final model: MusicGen.from_pretrained(OUT/export), generate.py --model
     OUT/loss_curve.png             training and validation losses, validation accuracies, against the step
     OUT/summary.json               losses first and last, steps, files used, skipped and encoded
 """
 
 import json
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import Callback
 
 from encodec import EncodecConfig, EncodecModel, load_encodec
 from inference import MusicGen
@@ -29,13 +23,14 @@ from inference.loading import load_tokenizer, t5_from_pretrained
 from lm.conditioning import LookupTableConditioner, T5Conditioner
 from lm.config import LMConfig
 from lm.model import MusicGenLM
-from training.checkpoints import LAST, AtomicCheckpointIO, read_checkpoint, resume_path, settings_for_run
-from training.lm import LMTrainingModule, init_lm_weights
+from training import run as runs
+from training.checkpoints import read_checkpoint
 from training.lm_data import LMDataModule
+from training.lm_module import LMTrainingModule, init_lm_weights
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
 from training.lm_tokens import CacheStats, codec_fingerprint
 from training.plots import plot_lm_curves
-from training.train_codec import SaveLastAtEnd, SeedPerProcess, report
+from training.run import Run
 
 
 def load_codec(source: str) -> EncodecModel:
@@ -78,69 +73,38 @@ def build_model(settings: LMTrainSettings) -> tuple[MusicGenLM, torch.nn.Module,
     return lm, text, codec
 
 
-@dataclass
-class Run:
-    """The parts of a run, built before training starts (so that setting errors surface first)."""
-
-    module: LMTrainingModule
-    data: LMDataModule
-
-
 def prepare_run(settings: LMTrainSettings) -> Run:
+    """The LM's training module and its data, built and checked (raises ValueError or OSError on what cannot
+    train)."""
     settings.check()
     L.seed_everything(settings.seed, workers=True, verbose=False)
     lm, text, codec = build_model(settings)
     data = LMDataModule(settings, codec)
-    return Run(LMTrainingModule(settings, lm, text, codec, data.sample_captions(settings.num_samples)), data)
+    module = LMTrainingModule(settings, lm, text, codec, data.sample_captions(settings.num_samples))
+    description = (f"LM config: {lm.config}\nLM parameters: {sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M; "
+                   f"files: {len(data.train_files)} train, {len(data.valid_files)} valid, {len(data.skipped)} "
+                   f"skipped, {data.uncaptioned} without a caption")
+    return Run(module, data, description)
 
 
 def build_trainer(settings: LMTrainSettings, callbacks: Sequence[Callback] = ()) -> L.Trainer:
-    out = Path(settings.out)
-    periodic = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="step{step:07.0f}", auto_insert_metric_name=False, monitor="step",
-        mode="max", save_top_k=settings.keep_checkpoints, save_last=True, every_n_train_steps=settings.save_every,
-        enable_version_counter=False,  # last.ckpt is always overwritten (by SaveLastAtEnd too), never last-v1.ckpt
-    )
-    devices = int(settings.devices) if settings.devices.lstrip("-").isdigit() else settings.devices
-    return L.Trainer(
-        accelerator=settings.accelerator, devices=devices, num_nodes=settings.num_nodes, strategy=settings.strategy,
-        precision=settings.precision, max_steps=settings.max_steps, val_check_interval=settings.valid_every,
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=settings.log_every,
-        gradient_clip_val=settings.grad_clip or None, gradient_clip_algorithm="norm",
-        logger=TensorBoardLogger(out, name="tensorboard", version=""),
-        callbacks=[*callbacks, SeedPerProcess(settings.seed), SaveLastAtEnd(out / "checkpoints" / LAST), periodic],
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=settings.progress_bar, enable_model_summary=False, default_root_dir=out,
-    )
+    return runs.build_trainer(settings, "step{step:07.0f}", callbacks, gradient_clip_val=settings.grad_clip or None)
 
 
-def train_lm(settings: LMTrainSettings, callbacks: Sequence[Callback] = (), run: Run | None = None) -> dict:
+def train_lm(settings: LMTrainSettings, run: Run | None = None, callbacks: Sequence[Callback] = ()) -> dict:
     """Train (or resume training) the LM as `settings` say.
 
     Args:
         settings: the resolved settings (`settings.resume` names the checkpoint to continue from).
-        callbacks: extra Lightning callbacks (the tests use one to watch the run).
         run: the parts, when already built by `prepare_run`.
+        callbacks: extra Lightning callbacks (the tests use one to watch the run).
     Returns:
         the run summary written to OUT/summary.json.
     """
     run = run or prepare_run(settings)
-    module, data = run.module, run.data
-    out = Path(settings.out)
+    module, data, out = run.module, run.data, Path(settings.out)
     trainer = build_trainer(settings, callbacks)
-    ckpt_path = resume_path(settings.resume, out) if settings.resume else None
-    if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
-    with warnings.catch_warnings():
-        # An endless random-window dataset has nothing to resume mid-epoch; Lightning's warning says so.
-        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
-        if ckpt_path is None:
-            trainer.validate(module, datamodule=data, verbose=False)  # the "before" loss, at step 0
-        else:  # a resumed run writes into its own checkpoint folder, as it should
-            warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
-    trainer.validate(module, datamodule=data, verbose=False)  # the "after" loss, at the final step
+    runs.fit(settings, trainer, run)
     summary = make_summary(module, data, trainer.global_step)
     if trainer.is_global_zero:
         save_musicgen(module.musicgen(), out / "export")
@@ -166,32 +130,27 @@ def make_summary(module: LMTrainingModule, data: LMDataModule, steps: int) -> di
     }
 
 
+def summary_lines(settings: LMTrainSettings, summary: dict) -> list[str]:
+    """What `train.py lm` prints at the end: losses first and last, tokens encoded and reused, files left out."""
+    lines = []
+    train, valid = summary["train_loss"], summary["valid_loss"]
+    if valid:
+        lines.append(f"validation loss: {valid['first']:.3f} at step {valid['first_step']} -> {valid['last']:.3f} at "
+                     f"step {valid['last_step']}")
+    if train:
+        lines.append(f"training loss: {train['first']:.3f} at step {train['first_step']} -> {train['last']:.3f} at "
+                     f"step {train['last_step']}")
+    tokens = summary["tokens"]
+    lines.append(f"tokens: {tokens['encoded']} files encoded, {tokens['reused']} reused from {tokens['cache']}; "
+                 f"skipped {len(summary['files']['skipped'])} files, {len(summary['files']['too_short'])} too short; "
+                 f"export: {Path(settings.out) / 'export'}")
+    return lines
+
+
 def main(given: dict) -> None:
-    """The `train.py lm` command: resolve the settings, print them, train, print the summary.
+    """The `train.py lm` command (see `training.run.main`).
 
     Args:
         given: the flags present on the command line (see `training.lm_settings.add_lm_arguments`).
     """
-    try:
-        settings = settings_for_run(given, LMTrainSettings.out, resolve_lm_settings)
-        settings.check()
-        report(f"train.py lm, resolved settings:\n{json.dumps(settings.to_dict(), indent=2)}")
-        run = prepare_run(settings)
-    except (ValueError, OSError) as err:
-        raise SystemExit(f"train.py lm: error: {err}") from None
-    lm = run.module.lm
-    report(f"LM config: {lm.config}\nLM parameters: {sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M; "
-           f"files: {len(run.data.train_files)} train, {len(run.data.valid_files)} valid, "
-           f"{len(run.data.skipped)} skipped, {run.data.uncaptioned} without a caption")
-    summary = train_lm(settings, run=run)
-    train, valid = summary["train_loss"], summary["valid_loss"]
-    if valid:
-        report(f"validation loss: {valid['first']:.3f} at step {valid['first_step']} -> {valid['last']:.3f} at "
-               f"step {valid['last_step']}")
-    if train:
-        report(f"training loss: {train['first']:.3f} at step {train['first_step']} -> {train['last']:.3f} at "
-               f"step {train['last_step']}")
-    tokens = summary["tokens"]
-    report(f"tokens: {tokens['encoded']} files encoded, {tokens['reused']} reused from {tokens['cache']}; "
-           f"skipped {len(summary['files']['skipped'])} files, {len(summary['files']['too_short'])} too short; "
-           f"export: {Path(settings.out) / 'export'}")
+    runs.main("train.py lm", given, LMTrainSettings.out, resolve_lm_settings, prepare_run, train_lm, summary_lines)

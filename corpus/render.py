@@ -1,15 +1,15 @@
 """A captioned music corpus that builds offline: generated arrangements rendered with a General MIDI SoundFont.
 
-    python -m training.corpus data/corpus --count 200 --seconds 10 --seed 0 [--soundfont PATH] [--sample-rate 32000]
+    python -m corpus data/corpus --count 200 --seconds 10 --seed 0 [--soundfont PATH] [--sample-rate 32000]
                               [--styles techno,jazz] [--chorales 20]
 
-Clip i is in style `STYLES[i % len(styles)]` (see training/styles.py): its key, tempo, progression and
+Clip i is in style `STYLES[i % len(styles)]` (see corpus/styles.py): its key, tempo, progression and
 instruments are drawn from `np.random.default_rng([seed, i, attempt])`, so a clip does not depend on --count
 (the first 3 clips of a 200-clip corpus are the clips of a 3-clip corpus). Each part is rendered from MIDI by
 symusic's SoundFont synthesizer; the parts are mixed at the style's levels, cut to --seconds with a short
 fade-out, given the style's effect (lo-fi) and normalised to a peak of 0.9. With --chorales M, clips
 count .. count + M - 1 are Bach chorales from music21's corpus played by a drawn quartet of instruments
-(training/chorales.py). Files written, with NAME = <style>_<i:05d>:
+(corpus/chorales.py). Files written, with NAME = <style>_<i:05d>:
 
     OUT_DIR/NAME.wav         mono 16-bit PCM at --sample-rate
     OUT_DIR/NAME.json        {"caption", "style", "tempo", "key", "instruments", "drums", "seconds", ...}
@@ -37,12 +37,12 @@ import torch
 from symusic import Synthesizer
 from tqdm import tqdm
 
-from training.arrange import Arrangement
-from training.effects import normalise_peak
-from training.styles import STYLES, STYLES_BY_NAME, Style, arrange, describe, instrument_names
+from corpus.arrange import Arrangement
+from corpus.effects import normalise_peak
+from corpus.styles import STYLES, STYLES_BY_NAME, Style, arrange, describe, instrument_names
 
 if TYPE_CHECKING:  # music21 is imported only when chorales are asked for
-    from training.chorales import Chorale
+    from corpus.chorales import Chorale
 
 MAX_ATTEMPTS = 4  # redraws when a rendering is unusable (see `usable`)
 # symusic 0.5.9 with TimGM6mb never returns from render() for some programs' highest notes (Clavinet, Vibraphone,
@@ -147,8 +147,8 @@ def make_clip(style: Style, index: int, seed: int, seconds: float, sample_rate: 
 
 def make_chorale_clip(chorale: "Chorale", index: int, seed: int, seconds: float, sample_rate: int,
                       synth: Synthesizer) -> Clip:
-    """Clip `index`: a Bach chorale on a drawn ensemble and tempo (see training/chorales.py; needs music21)."""
-    from training.chorales import arrange_chorale  # music21 is needed only for chorales
+    """Clip `index`: a Bach chorale on a drawn ensemble and tempo (see corpus/chorales.py; needs music21)."""
+    from corpus.chorales import arrange_chorale  # music21 is needed only for chorales
 
     arrangement, base_caption = arrange_chorale(chorale, seconds, np.random.default_rng([seed, index]))
     audio = render(arrangement, synth, sample_rate, seconds)
@@ -180,7 +180,7 @@ def build_corpus(out_dir: str | Path, count: int, seconds: float, seed: int, sam
         clip = make_clip(styles[index % len(styles)], index, seed, seconds, sample_rate, synth)
         records.append(write_clip(clip, out_dir, sample_rate))
     if chorales > 0:
-        from training.chorales import pick_chorales  # music21 is needed only for chorales
+        from corpus.chorales import pick_chorales  # music21 is needed only for chorales
 
         for j, chorale in enumerate(tqdm(pick_chorales(chorales, seed), desc="chorales", disable=not progress)):
             clip = make_chorale_clip(chorale, count + j, seed, seconds, sample_rate, synth)
@@ -191,7 +191,7 @@ def build_corpus(out_dir: str | Path, count: int, seconds: float, seed: int, sam
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m corpus", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--count", type=int, default=100, help="number of clips (styles in turn)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each clip")
@@ -222,6 +222,3 @@ def main() -> None:
     print(f"{len(records)} clips, {audio_seconds / 60:.1f} min of audio in {elapsed:.1f} s "
           f"({audio_seconds / max(elapsed, 1e-9):.0f}x real time), {size / 2**20:.1f} MiB in {args.out_dir}")
 
-
-if __name__ == "__main__":
-    main()

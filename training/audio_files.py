@@ -1,12 +1,9 @@
-"""Audio data for codec training: fixed-length segments cut from the audio files under a folder.
+"""The audio files both training commands read: finding them, reading their headers, cutting segments.
 
     files = scan_audio_files("music/")            # wav / flac / ogg, recursive; unreadable ones skipped
-    train = AudioSegmentDataset(files.readable, sample_rate=32000, channels=1, segment_seconds=1.0,
-                                num_examples=64_000)
-    train[0]                                      # [C, N] float32, N = segment_seconds * sample_rate
+    train, valid = split_files(files.readable, valid_fraction=0.1)
+    read_segment(train[0], offset=2.0, seconds=1.0, sample_rate=32000, channels=1)   # [C, N] float32
 
-Training segments start at a random file and a random offset (torch's RNG, which the DataLoader seeds per
-worker); validation segments are fixed (`random_offsets=False`), so the metrics of two validations compare.
 Every segment is read at the file's own rate, mixed down or up to the model's channels, resampled with
 julius (windowed-sinc) and padded with zeros or cropped to exactly N samples.
 
@@ -22,9 +19,13 @@ from pathlib import Path
 import julius
 import soundfile as sf
 import torch
-from torch.utils.data import Dataset
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+class DataError(ValueError):
+    """Training data that cannot train (no usable audio, a caption file that is not a caption, ...): the training
+    commands end with this message in one line."""
 
 
 @dataclass(frozen=True)
@@ -124,50 +125,3 @@ def read_segment(file: AudioFile, offset: float, seconds: float, sample_rate: in
     if wav.shape[-1] < N:
         wav = torch.nn.functional.pad(wav, (0, N - wav.shape[-1]))
     return wav[:, :N].contiguous()  # [C, N]
-
-
-class AudioSegmentDataset(Dataset):
-    """`num_examples` segments of `segment_seconds` from `files`, as [C, N] tensors.
-
-    Args:
-        files: readable files (see `scan_audio_files`).
-        sample_rate, channels: the model's.
-        segment_seconds: segment length.
-        num_examples: the dataset length (an "epoch"); random segments are drawn afresh each time.
-        random_offsets: draw the file and the offset at random (training). When False, example i is the
-            (i // F)-th consecutive segment of file i % F (validation), clamped to the file's end.
-    """
-
-    def __init__(self, files: list[AudioFile], sample_rate: int, channels: int, segment_seconds: float,
-                 num_examples: int, random_offsets: bool = True):
-        if not files:
-            raise ValueError("no readable audio files")
-        self.files, self.sample_rate, self.channels = list(files), sample_rate, channels
-        self.segment_seconds, self.num_examples, self.random_offsets = segment_seconds, num_examples, random_offsets
-        self.failed: set[str] = set()  # files that passed the scan but failed to read (warned once each)
-
-    def __len__(self) -> int:
-        return self.num_examples
-
-    def _pick(self, index: int) -> tuple[int, float]:
-        """(file index, offset in seconds) of example `index`."""
-        if self.random_offsets:
-            i = int(torch.randint(len(self.files), ()))
-            room = max(0.0, self.files[i].duration - self.segment_seconds)
-            return i, float(torch.rand(())) * room
-        i = index % len(self.files)
-        room = max(0.0, self.files[i].duration - self.segment_seconds)
-        return i, min((index // len(self.files)) * self.segment_seconds, room)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        first, offset = self._pick(index)
-        for attempt in range(len(self.files)):  # a file that fails to read is replaced by the next one
-            file = self.files[(first + attempt) % len(self.files)]
-            try:
-                return read_segment(file, offset if attempt == 0 else 0.0, self.segment_seconds,
-                                    self.sample_rate, self.channels)
-            except Exception as err:  # corrupt data behind a valid header
-                if file.path not in self.failed:
-                    self.failed.add(file.path)
-                    warnings.warn(f"cannot read {file.path}, using another file instead: {err}", stacklevel=2)
-        raise RuntimeError("none of the audio files could be read")

@@ -1,10 +1,10 @@
 """The rhythms the styles play: melody rhythm cells, chord rhythms and drum grids, one bar (4 beats) each.
 
 Rhythms are `(onset, length)` pairs in beats. Drum grids are sixteenth-note steps per GM drum sound, read like a
-drum machine: `X` accent, `x` hit, `o` ghost note, `.` rest (see `training.patterns.drums`).
+drum machine: `X` accent, `x` hit, `o` ghost note, `.` rest (see `corpus.parts.drums`).
 """
 
-from training.patterns import Drum
+from corpus.parts import Drum
 
 # ---------------------------------------------------------------------------------------------------- melodies
 POP_CELLS = (

@@ -1,6 +1,6 @@
 """Evidence for a trained demo model, measured on the corpus clips that training held out.
 
-    python -m training.evaluate_demo checkpoints/demo --corpus runs/demo/corpus
+    python -m training.demo.evaluate checkpoints/demo --corpus runs/demo/corpus
 
 1. Codec: SI-SNR (dB, higher is better) and log-mel L1 distance (lower is better) of the reconstructions of
    held-out clips, against the same codec untrained (random weights; its codebooks k-means-initialised on the
@@ -29,11 +29,11 @@ from encodec import EncodecModel
 from encodec.losses import MelL1Loss, si_snr_loss
 from inference import MusicGen
 from lm.losses import delayed_cross_entropy, teacher_forcing_inputs
-from training.audio_features import describe
-from training.data import AudioFile, probe_audio, read_segment, split_files
-from training.lm_data import read_captioned
+from training.audio_files import AudioFile, probe_audio, read_segment, split_files
+from training.captions import read_captioned
+from training.demo.audio_features import describe
 
-# Two contrasting captions from the corpus (training/styles.py), and the style each was written for.
+# Two contrasting captions from the corpus (corpus/styles.py), and the style each was written for.
 PROMPTS = {"piano_ballad": "Slow solo piano ballad",
            "techno": "Techno music with a strong, upbeat tempo and high melodic riffs"}
 FEATURES = ("onset_rate", "spectral_centroid", "low_band_share")
@@ -200,7 +200,8 @@ def print_summary(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m training.demo.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="the demo model's folder")
     parser.add_argument("--corpus", type=Path, required=True, help="the corpus it was trained on")
     parser.add_argument("--out", type=Path, help="where evaluation.json/.png go (default: the model folder)")
