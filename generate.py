@@ -26,6 +26,7 @@ DEFAULT_MODEL = "facebook/musicgen-small"
 DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`, offline fallback)
 MAX_DURATION = 3600.0  # seconds; longer requests are almost certainly typos
 MAX_MESSAGE = 400  # characters of an error message shown
+MELODY_WINDOW = 30.0  # seconds a melody model follows in one window (the published models'), unless its config says
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -130,8 +131,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     prompts = read_prompts(args.prompts, args.prompts_file)
     check_numbers(args)
     device, dtype = resolve_device(args.device, args.dtype)
+    if args.melody and args.prompt_audio:
+        raise CliError("--melody and --prompt-audio cannot be combined")
     prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
-    melody = check_melody(args.melody, args.model or DEFAULT_MODEL, prompt_audio) if args.melody else None
+    melody = read_melody(args.melody, args.model or DEFAULT_MODEL, args.duration) if args.melody else None
     outputs = plan_outputs(args.output, args.format, prompts)
     from inference.loading import resolve_source
 
@@ -218,33 +221,44 @@ def resolve_device(device: str, dtype: str) -> tuple[str, str]:
 
 
 def read_prompt_audio(path: Path, duration: float):
-    from inference.audio import read_audio
+    """The (wav [C, N], rate) to continue; its length is checked from the file's header before decoding it."""
+    from inference.audio import audio_seconds, read_audio
 
-    wav, sample_rate = read_audio(path)  # AudioFileError (a ValueError) when missing or unreadable
-    if wav.shape[-1] / sample_rate >= duration:
-        raise CliError(f"--prompt-audio {path} lasts {wav.shape[-1] / sample_rate:.2f} s: --duration "
-                       f"({duration:g} s) counts the prompt, so it must be longer")
-    return wav, sample_rate
+    try:
+        seconds = audio_seconds(path)
+        if seconds >= duration:
+            raise CliError(f"--prompt-audio {path} lasts {seconds:.2f} s: --duration ({duration:g} s) counts the "
+                           "prompt, so it must be longer")
+        return read_audio(path)
+    except ValueError as err:  # AudioFileError: missing, unreadable, NaN samples
+        raise CliError(f"--prompt-audio: {err}") from None
 
 
-def check_melody(path: Path, model: str, prompt_audio) -> tuple:
-    """Read the melody file (a (wav [C, N], rate) pair) after checking that the model can use it."""
+def read_melody(path: Path, model: str, duration: float) -> tuple:
+    """The melody file as (wav [C, N], rate), after checking that the model can follow it for `duration`."""
     from inference.audio import read_audio
     from inference.loading import resolve_source
 
-    if prompt_audio is not None:
-        raise CliError("--melody and --prompt-audio cannot be combined")
-    melody = read_audio(path)
-    source = resolve_source(model)
-    config = Path(source) / "config.json"
-    if config.is_file():
-        is_melody = "melody" in json.loads(config.read_text()).get("model_type", "")
+    source = str(DEMO_FOLDER) if model == "demo" else resolve_source(model)
+    config_file = Path(source) / "config.json"
+    window = MELODY_WINDOW
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        config = config if isinstance(config, dict) else {}  # a malformed config is the loader's to report
+        is_melody = "melody" in str(config.get("model_type", ""))
+        window = float(config.get("max_duration", window))
     else:
         is_melody = "melody" in source.lower()
     if not is_melody:
         raise CliError(f"--melody needs a melody model (--model melody, melody-large, stereo-melody, ...); "
                        f"{model} is not one")
-    return melody
+    if duration > window:
+        raise CliError(f"--melody: a melody model follows a melody for one window of {window:g} s; --duration "
+                       f"{duration:g} s is longer")
+    try:
+        return read_audio(path, max_seconds=MAX_DURATION)  # the header is read first: no 2-hour decode
+    except ValueError as err:
+        raise CliError(f"--melody: {err}") from None
 
 
 def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None:

@@ -31,24 +31,64 @@ class AudioFileError(ValueError):
     """An audio file that cannot be read or written (missing, unreadable, unknown format, empty)."""
 
 
-def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[torch.Tensor, int]:
     """Read a sound file (WAV, FLAC, OGG, ... whatever libsndfile reads).
+
+    Args:
+        max_seconds: refuse longer files, from their header, before decoding anything.
 
     Returns:
         (wav [C, N] float32 in [-1, 1], sample rate in Hz). C is the file's channel count (1 mono, 2 stereo).
+        AudioFileError (one line naming the file) when it is missing, unreadable, empty, too long, or holds
+        NaN or infinite samples (a float WAV can): such a prompt would silently turn into garbage downstream.
     """
     import soundfile
 
     path = Path(path)
+    seconds = audio_seconds(path)
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioFileError(f"{path} lasts {seconds:.1f} s, longer than the limit of {max_seconds:g} s")
+    try:
+        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [N, C]
+    except (soundfile.LibsndfileError, RuntimeError, OSError, MemoryError) as err:
+        raise AudioFileError(f"cannot read {path} as audio: {str(err).strip() or type(err).__name__}") from None
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path} holds no audio samples")
+    if message := nonfinite_message(torch.from_numpy(data), str(path)):
+        raise AudioFileError(message)
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)  # [C, N]
+
+
+def audio_seconds(path: str | os.PathLike) -> float:
+    """The duration of a sound file from its header, without decoding it; AudioFileError when unreadable."""
+    import soundfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise AudioFileError(f"{path} is a folder, not an audio file")
     if not path.is_file():
         raise AudioFileError(f"audio file not found: {path}")
     try:
-        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [N, C]
+        info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
-        raise AudioFileError(f"cannot read {path} as audio: {str(err).strip()}") from None
-    if data.shape[0] == 0:
+        raise AudioFileError(f"cannot read {path} as audio: {str(err).strip() or type(err).__name__}") from None
+    if info.samplerate <= 0 or info.channels <= 0 or info.frames <= 0:
         raise AudioFileError(f"{path} holds no audio samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)  # [C, N]
+    return info.frames / info.samplerate
+
+
+def check_finite(wav: torch.Tensor, name: str) -> None:
+    """ValueError naming `name` when the audio holds NaN or infinite samples (they would silently turn the
+    whole clip into garbage: a codec or chroma frame touched by one NaN is NaN)."""
+    if message := nonfinite_message(wav, name):
+        raise ValueError(message)
+
+
+def nonfinite_message(wav: torch.Tensor, name: str) -> str | None:
+    bad = (~torch.isfinite(wav)).sum().item()
+    if not bad:
+        return None
+    return f"{name} holds {bad} NaN or infinite sample{'s' if bad > 1 else ''} (of {wav.numel()}): repair it"
 
 
 def resample(wav: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from encodec import EncodecModel
-from inference.audio import resample
+from inference.audio import check_finite, resample
 from inference.audio_prompt import prepare_prompt
 from inference.fast import generate_window_fast
 from inference.generation import SamplingParams, generate_long, generate_window, plan_windows, window_steps
@@ -262,6 +262,7 @@ class MusicGen:
             return None
         if wav.dim() != 2 or wav.shape[-1] == 0:
             raise ValueError(f"a melody must be a [C, N] waveform with N > 0, got {list(wav.shape)}")
+        check_finite(wav, "the melody")
         wav = resample(wav.float().to(self.device), sample_rate, self.sample_rate)
         extractor = ChromaExtractor(self.sample_rate, n_chroma=self.lm.config.num_chroma).to(self.device)
         return extractor(wav[None])[0]  # [F, 12]

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pyloudnorm
 import pytest
+import soundfile
 import torch
 
 from inference.audio import (
     AudioFileError,
     atomic_path,
+    audio_seconds,
     convert_channels,
     loudness,
     normalize_loudness,
@@ -20,6 +22,7 @@ from inference.audio import (
     true_peak,
     write_audio,
 )
+from inference.audio_prompt import prepare_prompt
 
 
 def tone(seconds: float, sample_rate: int, freq: float = 440.0, amplitude: float = 0.05) -> torch.Tensor:
@@ -43,6 +46,25 @@ def test_loud_peaks_are_limited_to_minus_one_dbfs():
     result = normalize_loudness(wav, 32000, target_lufs=-14.0, peak_db=-1.0)
     assert abs(to_db(true_peak(result.wav)) + 1.0) < 0.01
     assert result.lufs < -15 and "peak-limited" in result.note
+
+
+def test_nan_or_inf_in_audio_is_refused_naming_it(tmp_path):
+    wav = tone(0.5, 16000).repeat(2, 1)
+    wav[1, 100] = math.nan
+    soundfile.write(str(tmp_path / "bad.wav"), wav.T.numpy(), 16000, subtype="FLOAT")  # float WAVs can hold NaN
+    with pytest.raises(AudioFileError, match=r"bad.wav holds 1 NaN or infinite sample \(of 16000\)"):
+        read_audio(tmp_path / "bad.wav")
+    wav[1, 100] = math.inf
+    with pytest.raises(ValueError, match="the audio prompt holds 1 NaN or infinite sample"):
+        prepare_prompt(None, 1, wav, 16000)  # refused before the codec is touched
+
+
+def test_long_files_are_refused_from_their_header(tmp_path, monkeypatch):
+    write_audio(tmp_path / "three.wav", tone(3.0, 8000), 8000)
+    assert audio_seconds(tmp_path / "three.wav") == 3.0
+    monkeypatch.setattr(soundfile, "read", None)  # not decoded: read from the header alone
+    with pytest.raises(AudioFileError, match="three.wav lasts 3.0 s, longer than the limit of 2 s"):
+        read_audio(tmp_path / "three.wav", max_seconds=2)
 
 
 def test_peak_normalisation_and_the_fallbacks():
