@@ -13,7 +13,9 @@ import argparse
 import json
 import math
 import secrets
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -32,6 +34,14 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 class CliError(Exception):
     """A mistake in the command line or its inputs, reported as one line without a traceback."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is, so that it cleans up as after Ctrl-C (no half-written files)."""
+
+
+def on_sigterm(signum, frame):
+    raise Terminated()
 
 
 @dataclass(frozen=True)
@@ -107,14 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
         return int(done.code or 0)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     try:
         return run(args, argv if argv is not None else sys.argv[1:])
     except CliError as err:
         return fail(str(err))
     except (ValueError, OSError) as err:  # CheckpointError, StateDictMismatchError, AudioFileError, I/O errors
         return fail(str(err) or type(err).__name__)
+    except Terminated:
+        return fail("terminated (SIGTERM): nothing half-written was left", code=128 + signal.SIGTERM)
     except KeyboardInterrupt:
-        return fail("interrupted", code=130)
+        return fail("interrupted: nothing half-written was left", code=128 + signal.SIGINT)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -131,11 +148,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     prompts = read_prompts(args.prompts, args.prompts_file)
     check_numbers(args)
     device, dtype = resolve_device(args.device, args.dtype)
+    outputs = plan_outputs(args.output, args.format, prompts, args.spectrogram)
     if args.melody and args.prompt_audio:
         raise CliError("--melody and --prompt-audio cannot be combined")
     prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
     melody = read_melody(args.melody, args.model or DEFAULT_MODEL, args.duration) if args.melody else None
-    outputs = plan_outputs(args.output, args.format, prompts)
     from inference.loading import resolve_source
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)

@@ -10,6 +10,7 @@ inter-sample peaks that a DAC or an MP3 encoder turns into clipping.
 
 import math
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -212,15 +213,38 @@ def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) ->
 
     The file is written under a temporary name in the same folder and renamed into place, so an interrupted
     write never leaves a half-written file under the real name. Samples are clipped to [-1, 1].
+    AudioFileError (one line) when it cannot be written (a full disk, say).
     """
     import soundfile
 
     path = Path(path)
     fmt = audio_format(path)
-    data = wav.detach().float().clamp(-1, 1).T.cpu().numpy()  # [N, C]
-    with atomic_path(path) as tmp:
-        soundfile.write(tmp, data, int(sample_rate), subtype="PCM_16", format=fmt)
+    try:
+        with atomic_path(path) as tmp:
+            write_pcm16(tmp, wav, sample_rate, fmt)
+    except (soundfile.LibsndfileError, OSError) as err:
+        raise AudioFileError(write_error(path, err)) from None
     return path
+
+
+def write_error(path: Path, err: Exception) -> str:
+    """One line for a failed write. libsndfile says only "System error." when the disk is full: say more."""
+    reason = getattr(err, "strerror", None) or str(err).strip() or type(err).__name__
+    if not isinstance(err, OSError):
+        try:
+            if shutil.disk_usage(path.parent).free < 1 << 20:
+                reason = "no space left on the disk"
+        except OSError:
+            pass
+    return f"cannot write {path}: {reason}"
+
+
+def write_pcm16(target: str | os.PathLike, wav: torch.Tensor, sample_rate: int, fmt: str) -> None:
+    """Write a clip [C, N] into `target` (whatever its name) as 16-bit PCM in `fmt` ("WAV" or "FLAC")."""
+    import soundfile
+
+    data = wav.detach().float().clamp(-1, 1).T.cpu().numpy()  # [N, C]
+    soundfile.write(str(target), data, int(sample_rate), subtype="PCM_16", format=fmt)
 
 
 def audio_format(path: str | os.PathLike) -> str:
@@ -236,11 +260,7 @@ def audio_format(path: str | os.PathLike) -> str:
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """`with atomic_path(final) as tmp:` write to `tmp`; on success it is renamed to `final`, on error removed."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal new file's permissions
+    tmp = temporary_name(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -250,8 +270,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
+def temporary_name(path: Path) -> str:
+    """A new empty hidden file next to `path` (".NAME.random.tmp", NAME cut short so that a long file name
+    still leaves room), with a normal new file's permissions."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
+    return tmp
+
+
 def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, title: str = "") -> Path:
     """Draw the log-mel spectrogram (dB) of a clip [C, N], one panel per channel, into a PNG (atomically)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        draw_spectrogram(wav, sample_rate, title).savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def draw_spectrogram(wav: torch.Tensor, sample_rate: int, title: str = ""):
+    """The log-mel spectrogram (dB) of a clip [C, N], one panel per channel, as a matplotlib Figure."""
     from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global state
 
     from encodec.mel import mel_filter_bank
@@ -277,10 +316,7 @@ def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: in
     if title:
         axes[0, 0].set_title(title[:100])
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
+    return fig
 
 
 def _measurable_loudness(wav: torch.Tensor, sample_rate: int) -> float | None:

@@ -147,6 +147,8 @@ def bad_checkpoint(tiny: Path, folder: Path, kind: str) -> Path:
 
 NO_MODEL = "/no/such/model/folder"  # where the model is not even loaded, the check came first
 MELODY_CONFIG = "{tmp}/melody-config"  # a melody model's config.json and nothing else: loading it would fail
+LONG_NAME = "a" * 252 + ".wav"  # 256 bytes: longer than any usual file system allows
+LONG_SIDECAR = "a" * 251 + ".wav"  # 255 bytes, but its sidecar's name (.json) would be 256
 BAD_INPUTS = {
     "zero duration": (["x", "--duration", 0, "--model", NO_MODEL], "--duration"),
     "negative duration": (["x", "--duration", -3, "--model", NO_MODEL], "--duration"),
@@ -173,9 +175,14 @@ BAD_INPUTS = {
                             "nan.wav holds 2 NaN or infinite samples"),
     "two-hour prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/two-hours.wav"],
                               "lasts 7200.00 s: --duration (10 s)"),
-    "missing output folder": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/no/such/x.wav"], "does not exist"),
     "output under a file": (["x", "--model", NO_MODEL, "--output", "{tmp}/notes.txt/x.wav"], "not a folder"),
     "unknown format": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/x.mp3"], ".mp3"),
+    "sidecar name is a folder": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/taken.wav"], "taken.json"),
+    "spectrogram name is a folder": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/drawn.wav", "--spectrogram"],
+                                     "drawn.png: it is a folder"),
+    "file name too long": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/" + LONG_NAME], "limit of 255"),
+    "sidecar name too long": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/" + LONG_SIDECAR],
+                              "a.json: its name is 256 bytes"),
     "melody on a non-melody model": (["x", "--model", "{tiny}", "--melody", "{tmp}/long.wav"], "melody model"),
     "missing melody file": (["x", "--model", MELODY_CONFIG, "--melody", "{tmp}/nothing.wav"], "not found"),
     "NaN in the melody": (["x", "--model", MELODY_CONFIG, "--melody", "{tmp}/nan.wav"], "NaN or infinite"),
@@ -209,6 +216,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, 
     if case == "no cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "taken.json").mkdir()
+    (tmp_path / "out" / "drawn.png").mkdir()
     (tmp_path / "notes.txt").write_text("not audio")
     (tmp_path / "empty.wav").write_bytes(b"")
     soundfile.write(str(tmp_path / "no-samples.wav"), torch.zeros(0).numpy(), RATE)
@@ -282,3 +291,18 @@ def test_the_script_runs_as_a_command(tiny, tmp_path):
     assert json.loads((tmp_path / "pop.json").read_text())["seed"] == 5
     assert "generating" in result.stderr  # the progress bar
     assert "real-time factor" in result.stdout and "model      " in result.stdout
+
+
+def test_a_missing_output_folder_is_created(tiny, tmp_path, capsys):
+    code, _, err = run(capsys, "lo-fi funk", "--model", tiny, "--duration", 0.2, "--output", f"{tmp_path}/new/clips/")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "new" / "clips").iterdir()) == ["lo-fi_funk.json", "lo-fi_funk.wav"]
+
+
+def test_the_longest_file_name_and_the_largest_seed_work(tiny, tmp_path, capsys):
+    out = tmp_path / ("a" * 250 + ".wav")  # 254 bytes; the sidecar's name is 255, the file system's limit
+    code, _, err = run(capsys, "jazz", "--model", tiny, "--duration", 0.2, "--seed", 2**63 - 1, "--output", out,
+                       "--spectrogram")
+    assert code == 0, err
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".png", ".wav"]  # no temporary file left
+    assert json.loads(out.with_suffix(".json").read_text())["seed"] == 2**63 - 1
