@@ -10,6 +10,7 @@ any result can be generated again. `python generate.py --help` lists the options
 """
 
 import argparse
+import io
 import json
 import math
 import secrets
@@ -28,6 +29,7 @@ DEFAULT_MODEL = "facebook/musicgen-small"
 DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`, offline fallback)
 MAX_DURATION = 3600.0  # seconds; longer requests are almost certainly typos
 MAX_MESSAGE = 400  # characters of an error message shown
+MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; we keep to the signed range that every API accepts
 MELODY_WINDOW = 30.0  # seconds a melody model follows in one window (the published models'), unless its config says
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -113,6 +115,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print as \udcXX, not a crash
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
@@ -199,20 +204,42 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def read_prompts(positional: list[str], prompts_file: Path | None) -> list[str]:
     prompts = list(positional)
+    for i, prompt in enumerate(prompts, 1):
+        if bad := undecodable_byte(prompt):
+            raise CliError(f"PROMPT {i} is not valid UTF-8 (byte {bad}): check the terminal's encoding")
     if prompts_file is not None:
         try:
-            lines = prompts_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise CliError(f"cannot read --prompts-file {prompts_file}: {err}") from None
+            data = prompts_file.read_bytes()
+        except OSError as err:
+            raise CliError(f"cannot read --prompts-file {prompts_file}: {err.strerror or err}") from None
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise CliError(f"--prompts-file {prompts_file}: line {line} is not valid UTF-8 (byte "
+                           f"0x{data[err.start]:02x}); save the file as UTF-8") from None
         prompts += [line.strip() for line in lines if line.strip()]
     if not prompts:
         raise CliError('give at least one prompt (or "" for unconditional generation), or --prompts-file')
     return [p.strip() for p in prompts]
 
 
+def undecodable_byte(text: str) -> str | None:
+    """The first byte that was not valid UTF-8 in a command-line argument (Python keeps it as a lone
+    surrogate, U+DC80..U+DCFF), as "0xff"; None when the text is valid."""
+    for char in text:
+        if 0xDC80 <= ord(char) <= 0xDCFF:
+            return f"0x{ord(char) - 0xDC00:02x}"
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            return f"U+{ord(char):04X}"
+    return None
+
+
 def check_numbers(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.duration) and 0 < args.duration <= MAX_DURATION):
         raise CliError(f"--duration must be a number of seconds in (0, {MAX_DURATION:g}], got {args.duration}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise CliError(f"--seed must be in [0, 2**63 - 1], got {args.seed}")
     if args.top_k < 0:
         raise CliError(f"--top-k must be >= 0 (0 keeps every token), got {args.top_k}")
     if not 0 <= args.top_p <= 1:

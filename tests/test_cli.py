@@ -191,6 +191,11 @@ BAD_INPUTS = {
     "melody with prompt audio": (["x", "--model", NO_MODEL, "--duration", 2, "--melody", "{tmp}/long.wav",
                                   "--prompt-audio", "{tmp}/long.wav"], "cannot be combined"),
     "bad top-p": (["x", "--model", NO_MODEL, "--top-p", 1.5], "--top-p"),
+    "seed too large": (["x", "--model", NO_MODEL, "--seed", 2**64], "--seed must be in [0, 2**63 - 1]"),
+    "negative seed": (["x", "--model", NO_MODEL, "--seed", -1], "--seed must be in [0, 2**63 - 1]"),
+    "prompt not UTF-8": (["jazz \udcff", "--model", NO_MODEL], "PROMPT 1 is not valid UTF-8 (byte 0xff)"),
+    "prompts file not UTF-8": (["--prompts-file", "{tmp}/latin-1.txt", "--model", NO_MODEL],
+                               "line 2 is not valid UTF-8 (byte 0xe9)"),
     "no cuda": (["x", "--model", NO_MODEL, "--device", "cuda"], "cuda"),
 }
 
@@ -219,6 +224,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, 
     (tmp_path / "out" / "taken.json").mkdir()
     (tmp_path / "out" / "drawn.png").mkdir()
     (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "latin-1.txt").write_bytes("jazz\ncaf\u00e9 music\n".encode("latin-1"))
     (tmp_path / "empty.wav").write_bytes(b"")
     soundfile.write(str(tmp_path / "no-samples.wav"), torch.zeros(0).numpy(), RATE)
     soundfile.write(str(tmp_path / "long.wav"), torch.zeros(RATE).numpy(), RATE)
@@ -306,3 +312,10 @@ def test_the_longest_file_name_and_the_largest_seed_work(tiny, tmp_path, capsys)
     assert code == 0, err
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".png", ".wav"]  # no temporary file left
     assert json.loads(out.with_suffix(".json").read_text())["seed"] == 2**63 - 1
+
+
+def test_data_folder_is_ignored_by_git():
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    result = subprocess.run(["git", "check-ignore", "--quiet", "data/corpus/clip.wav"], cwd=ROOT)
+    assert result.returncode == 0, "data/ (training audio) is not in .gitignore"

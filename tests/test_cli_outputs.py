@@ -1,5 +1,5 @@
-"""generate.py's files under faults: signals while writing, a full disk, and two runs writing
-the same clip.
+"""generate.py's files under faults: signals while writing, a full disk, two runs writing the same clip, bytes
+that are not UTF-8.
 
 The process-level cases run `generate.py` as users do, on the bundled demo model (1 s clips), with a few lines
 patched in front of it to deliver the fault at a chosen moment.
@@ -144,3 +144,16 @@ def test_two_runs_writing_the_same_clip_leave_one_runs_pair(tmp_path, monkeypatc
     audio, _ = read_audio(path)
     assert torch.allclose(audio, clips[writer], atol=1e-4), f"the sidecar of run {writer} describes other audio"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same.json", "same.wav"]
+
+
+@pytest.mark.parametrize("where", ["argument", "prompts file"])
+def test_bytes_that_are_not_utf8_are_named(where, tmp_path):
+    if where == "argument":
+        argv, needle = [b"jazz \xff"], "PROMPT 1 is not valid UTF-8 (byte 0xff)"
+    else:
+        (tmp_path / "prompts.txt").write_bytes(b"jazz\nfunk \xe9\n")
+        argv, needle = ["--prompts-file", "prompts.txt"], "prompts.txt: line 2 is not valid UTF-8 (byte 0xe9)"
+    result = generate_py([*argv, *DEMO, "--output", "x.wav"], tmp_path)
+    assert result.returncode == 1
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and needle in lines[0], lines
