@@ -26,6 +26,8 @@ FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # file extension -> soundfile format
 LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block: shorter audio has no integrated loudness
 METER_MIN_RATE = 8000  # the K-weighting shelf sits at 1.7 kHz: below this rate we measure a 48 kHz copy
 SILENCE_DBFS = -120.0  # a clip whose peak is below this is treated as silence and left as it is
+MAX_LIMITING_DB = 10.0  # the limiter takes peaks down by at most this; a clip needing more stays quieter
+LOUDNESS_TOLERANCE_LU = 1.0  # a result this close to the loudness target needs no note
 
 
 class AudioFileError(ValueError):
@@ -162,7 +164,9 @@ class Normalized:
         gain_db: the gain applied.
         lufs: integrated loudness after the gain; None when the clip is too short to measure.
         peak_db: true peak after the gain, dBFS.
-        note: why the result differs from what was asked (too short, silent, peak-limited); None otherwise.
+        note: why the result differs from what was asked (too short, silent, far from the loudness target);
+            None otherwise.
+        limited_db: the largest gain reduction of the true-peak limiter (0: not used).
     """
 
     wav: torch.Tensor
@@ -171,6 +175,7 @@ class Normalized:
     lufs: float | None
     peak_db: float
     note: str | None = None
+    limited_db: float = 0.0
 
 
 def normalize_peak(wav: torch.Tensor, sample_rate: int, peak_db: float = -1.0, note: str | None = None) -> Normalized:
@@ -187,25 +192,35 @@ def normalize_loudness(wav: torch.Tensor, sample_rate: int, target_lufs: float =
                        peak_db: float = -1.0) -> Normalized:
     """Bring a clip [C, N] to `target_lufs` integrated loudness, never letting its true peak exceed `peak_db`.
 
-    When the gain would push the true peak above `peak_db`, the gain is lowered until the peak sits at
-    `peak_db` (a safety limit, not a compressor: the clip is then quieter than the target, and `note` says so).
-    Clips too short for the loudness meter (<= 0.4 s) or too quiet for its gate fall back to peak
-    normalisation.
+    A gain brings the clip to the target; the peaks that the gain pushes over `peak_db` are taken down by a
+    look-ahead true-peak limiter (`inference/limiter.py`), by at most MAX_LIMITING_DB. Limiting lowers the
+    loudness a little, so the gain is raised by what is missing and the clip limited again, until the target
+    is met (within 0.05 LU). A clip whose peaks would need more limiting stays quieter than the target; `note`
+    says so when it is more than LOUDNESS_TOLERANCE_LU away. Clips too short for the loudness meter (<= 0.4 s)
+    or too quiet for its gate fall back to peak normalisation.
     """
+    from inference.limiter import limit_true_peak
+
     if not long_enough_for_loudness(wav, sample_rate):
         return normalize_peak(wav, sample_rate, peak_db, f"shorter than {LOUDNESS_BLOCK_S} s, too short to "
                                                          "measure loudness: peak-normalised instead")
     before = loudness(wav, sample_rate)
     if not math.isfinite(before):
         return normalize_peak(wav, sample_rate, peak_db, "too quiet to measure loudness: peak-normalised instead")
+    peak = to_db(true_peak(wav))
     gain_db = target_lufs - before
-    peak_after = to_db(true_peak(wav)) + gain_db
+    for _ in range(4):
+        gain_db = min(gain_db, peak_db + MAX_LIMITING_DB - peak)  # at most MAX_LIMITING_DB over the ceiling
+        out, limited_db, peak_after = limit_true_peak(wav * 10 ** (gain_db / 20), sample_rate, peak_db)  # [C, N]
+        lufs = loudness(out, sample_rate)
+        if limited_db == 0 or abs(lufs - target_lufs) < 0.05 or gain_db >= peak_db + MAX_LIMITING_DB - peak:
+            break
+        gain_db += target_lufs - lufs  # limiting took some loudness away: give it back, limit again
     note = None
-    if peak_after > peak_db:  # true-peak safety limit
-        gain_db -= peak_after - peak_db
-        peak_after = peak_db
-        note = f"peak-limited to {peak_db:g} dBFS: {before + gain_db:.1f} LUFS instead of {target_lufs:g}"
-    return Normalized(wav * 10 ** (gain_db / 20), "loudness", gain_db, before + gain_db, peak_after, note)
+    if abs(lufs - target_lufs) > LOUDNESS_TOLERANCE_LU:
+        note = (f"peak-limited to {peak_db:g} dBFS: {lufs:.1f} LUFS instead of {target_lufs:g} (the target needs "
+                f"more than {MAX_LIMITING_DB:g} dB of peak limiting)")
+    return Normalized(out, "loudness", gain_db, lufs, peak_after, note, limited_db)
 
 
 def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:

@@ -128,7 +128,7 @@ def save_clip(path: Path, wav, sample_rate: int, settings, record: dict, spectro
     files = clip_files(path, spectrogram)
     record["normalization"] = None if result is None else {
         "method": result.method, "gain_db": result.gain_db, "lufs": result.lufs, "true_peak_dbfs": result.peak_db,
-        "note": result.note}
+        "limiter_reduction_db": result.limited_db, "note": result.note}
     record["files"] = {kind: file.name for kind, file in files.items() if kind != "sidecar"}
     sidecar = json.dumps(finite(record), indent=2, ensure_ascii=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

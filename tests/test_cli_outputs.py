@@ -1,5 +1,5 @@
 """generate.py's files under faults: signals while writing, a full disk, two runs writing the same clip, bytes
-that are not UTF-8.
+that are not UTF-8, and the loudness of what it writes.
 
 The process-level cases run `generate.py` as users do, on the bundled demo model (1 s clips), with a few lines
 patched in front of it to deliver the fault at a chosen moment.
@@ -17,9 +17,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import soundfile
 import torch
 
-from inference.audio import read_audio
+from inference.audio import read_audio, to_db, true_peak
 from inference.outputs import save_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +158,15 @@ def test_bytes_that_are_not_utf8_are_named(where, tmp_path):
     assert result.returncode == 1
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_a_demo_clip_meets_the_loudness_target(tmp_path):
+    result = generate_py(["Lo-fi funk", *DEMO, "--duration", "2", "--output", "x.wav"], tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "peak-limited" not in result.stdout.decode()
+    normalization = json.loads((tmp_path / "x.json").read_text())["normalization"]
+    assert abs(normalization["lufs"] + 14) < 0.5 and normalization["note"] is None
+    assert normalization["limiter_reduction_db"] > 0  # this clip's peaks needed the limiter
+    wav, _ = read_audio(tmp_path / "x.wav")
+    assert to_db(true_peak(wav)) <= -1.0 + 0.05  # plus 16-bit rounding
+    assert soundfile.info(str(tmp_path / "x.wav")).frames == 2 * 32000

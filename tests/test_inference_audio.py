@@ -9,6 +9,7 @@ import soundfile
 import torch
 
 from inference.audio import (
+    MAX_LIMITING_DB,
     AudioFileError,
     atomic_path,
     audio_seconds,
@@ -45,7 +46,27 @@ def test_loud_peaks_are_limited_to_minus_one_dbfs():
     wav[0, ::8000] = 0.9  # clicks: a crest factor far too high for -14 LUFS under -1 dBFS
     result = normalize_loudness(wav, 32000, target_lufs=-14.0, peak_db=-1.0)
     assert abs(to_db(true_peak(result.wav)) + 1.0) < 0.01
-    assert result.lufs < -15 and "peak-limited" in result.note
+    assert result.lufs < -15 and "peak-limited" in result.note  # more limiting than MAX_LIMITING_DB would take
+    assert result.limited_db == pytest.approx(MAX_LIMITING_DB, abs=0.05)
+
+
+def beats(seconds: float, sample_rate: int) -> torch.Tensor:
+    """A quiet chord with a loud decaying click every half second: a peak-to-loudness ratio of ~19 dB,
+    as generated drums have (a -14 LUFS target then puts the peaks ~5 dB over -1 dBFS)."""
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    chord = 0.06 * sum(torch.sin(2 * math.pi * f * t) for f in (220.0, 277.2, 329.6))
+    click = 0.8 * torch.exp(-(t % 0.5) / 0.004) * torch.sin(2 * math.pi * 1500 * t)
+    return (chord + click)[None]  # [1, N]
+
+
+def test_loudness_target_is_met_under_the_ceiling_by_limiting_the_peaks():
+    wav = beats(4.0, 32000)
+    assert to_db(true_peak(wav)) - loudness(wav, 32000) > 15  # a plain gain to -14 LUFS would clip
+    result = normalize_loudness(wav, 32000, target_lufs=-14.0, peak_db=-1.0)
+    assert result.method == "loudness" and result.note is None
+    assert abs(loudness(result.wav, 32000) + 14.0) < 0.1
+    assert to_db(true_peak(result.wav)) <= -1.0 + 1e-3
+    assert 0 < result.limited_db < MAX_LIMITING_DB
 
 
 def test_nan_or_inf_in_audio_is_refused_naming_it(tmp_path):
