@@ -287,8 +287,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 def temporary_name(path: Path) -> str:
     """A new empty hidden file next to `path` (".NAME.random.tmp", NAME cut short so that a long file name
-    still leaves room), with a normal new file's permissions."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
+    still leaves room, and kept to ASCII, which every library can pass on), with a normal new file's
+    permissions."""
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in path.name[:40])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

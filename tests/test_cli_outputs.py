@@ -160,6 +160,14 @@ def test_bytes_that_are_not_utf8_are_named(where, tmp_path):
     assert len(lines) == 1 and needle in lines[0], lines
 
 
+def test_an_output_name_that_is_not_utf8_is_written(tmp_path):
+    result = generate_py(["jazz", *DEMO, "--output", b"caf\xe9.wav"], tmp_path)  # a Latin-1 file name
+    assert result.returncode == 0, result.stderr.decode()
+    assert sorted(os.listdir(bytes(tmp_path))) == [b"caf\xe9.json", b"caf\xe9.wav"]
+    record = json.loads((tmp_path / os.fsdecode(b"caf\xe9.json")).read_text())
+    assert record["files"]["audio"] == os.fsdecode(b"caf\xe9.wav")  # kept as a \udce9 escape
+
+
 def test_a_demo_clip_meets_the_loudness_target(tmp_path):
     result = generate_py(["Lo-fi funk", *DEMO, "--duration", "2", "--output", "x.wav"], tmp_path)
     assert result.returncode == 0, result.stderr.decode()
