@@ -80,11 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
                         help="seconds of audio per clip (default: 10)")
     parser.add_argument("--output", default="out.wav", metavar="PATH",
-                        help="a .wav or .flac file (several prompts: PATH_1.wav, PATH_2.wav, ...) or an existing "
-                             "folder ending in '/' (default: out.wav)")
+                        help="a .wav or .flac file (several prompts: PATH_1.wav, PATH_2.wav, ...) or a folder "
+                             "ending in '/', created when missing (default: out.wav)")
     parser.add_argument("--format", choices=("wav", "flac"), help="format of the files written into a folder "
                                                                   "(default: wav)")
-    parser.add_argument("--seed", type=int, help="random seed (default: a random one, printed and recorded)")
+    parser.add_argument("--seed", type=int, help="random seed in [0, 2**63 - 1] (default: a random one, printed and "
+                                                 "recorded)")
     parser.add_argument("--top-k", type=int, default=250, metavar="K",
                         help="sample among the K likeliest tokens; 0 keeps all (default: 250)")
     parser.add_argument("--top-p", type=float, default=0.0, metavar="P",
@@ -102,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=DTYPES, default="auto",
                         help="the LM's dtype; auto: float16 on CUDA, float32 on CPU. T5 and the codec stay float32")
     parser.add_argument("--normalize", choices=("loudness", "peak", "none"), default="loudness",
-                        help="loudness: to --lufs with the true peak kept under -1 dBFS; peak: true peak to -1 dBFS "
-                             "(default: loudness)")
+                        help="loudness: to --lufs, a true-peak limiter keeping the peaks under -1 dBFS; peak: true "
+                             "peak to -1 dBFS (default: loudness)")
     parser.add_argument("--lufs", type=float, default=-14.0, help="loudness target (default: -14)")
     parser.add_argument("--spectrogram", action="store_true", help="also draw a log-mel spectrogram PNG per clip")
     return parser

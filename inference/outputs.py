@@ -131,8 +131,8 @@ def save_clip(path: Path, wav, sample_rate: int, settings, record: dict, spectro
         "limiter_reduction_db": result.limited_db, "note": result.note}
     record["files"] = {kind: file.name for kind, file in files.items() if kind != "sidecar"}
     sidecar = json.dumps(finite(record), indent=2, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with written_together(list(files.values())) as temps:
             tmp = dict(zip(files, temps, strict=True))
             write_pcm16(tmp["audio"], wav, sample_rate, audio_format(path))
