@@ -1,4 +1,7 @@
-"""Audio in and out of the pipeline: read, resample, convert channels, normalise, write, draw.
+"""Audio in and out of the pipeline: read, resample, convert channels, normalise, write.
+
+(The true-peak limiter that loudness normalisation uses is `inference/limiter.py`; the spectrogram pictures
+are `inference/spectrogram.py`.)
 
 Every function takes and returns one clip as a float32 tensor [C, N] in [-1, 1] (C audio channels,
 N samples), except `resample` and `convert_channels`, which also accept a leading batch [..., C, N].
@@ -20,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # file extension -> soundfile format (16-bit PCM for both)
 LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block: shorter audio has no integrated loudness
@@ -296,44 +298,6 @@ def temporary_name(path: Path) -> str:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
     return tmp
-
-
-def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, title: str = "") -> Path:
-    """Draw the log-mel spectrogram (dB) of a clip [C, N], one panel per channel, into a PNG (atomically)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        draw_spectrogram(wav, sample_rate, title).savefig(tmp, format="png", dpi=100)
-    return path
-
-
-def draw_spectrogram(wav: torch.Tensor, sample_rate: int, title: str = ""):
-    """The log-mel spectrogram (dB) of a clip [C, N], one panel per channel, as a matplotlib Figure."""
-    from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global state
-
-    from encodec.mel import mel_filter_bank
-
-    wav = wav.detach().float().cpu()
-    n_fft = 1 << max(6, round(math.log2(sample_rate * 0.064)))  # ~64 ms windows
-    hop = n_fft // 4
-    n_mels = min(128, n_fft // 4)
-    padded = F.pad(wav, (0, max(0, n_fft - wav.shape[-1])))  # [C, max(N, n_fft)]: at least one full window
-    spec = torch.stft(padded, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)  # [C, F, T]
-    mel = mel_filter_bank(sample_rate, n_fft, n_mels) @ spec.abs().pow(2)  # [C, M, T]
-    db = 10 * torch.log10(mel.clamp(min=1e-10))  # [C, M, T]
-    db = db.clamp(min=db.max() - 80)  # an 80 dB range, as most spectrogram viewers
-    channels = wav.shape[0]
-    fig = Figure(figsize=(10, 3 * channels))
-    axes = fig.subplots(channels, 1, squeeze=False)
-    for c, ax in enumerate(axes[:, 0]):
-        image = ax.imshow(db[c].numpy(), origin="lower", aspect="auto", cmap="magma",
-                          extent=(0, padded.shape[-1] / sample_rate, 0, n_mels))
-        ax.set_ylabel(f"mel band, channel {c}" if channels > 1 else "mel band")
-        fig.colorbar(image, ax=ax, format="%+.0f dB")
-    axes[-1, 0].set_xlabel("time (s)")
-    if title:
-        axes[0, 0].set_title(title[:100])
-    fig.tight_layout()
-    return fig
 
 
 def _measurable_loudness(wav: torch.Tensor, sample_rate: int) -> float | None:

@@ -107,14 +107,8 @@ def save_clip(path: Path, wav, sample_rate: int, settings, record: dict, spectro
     """
     import soundfile
 
-    from inference.audio import (
-        audio_format,
-        draw_spectrogram,
-        normalize_loudness,
-        normalize_peak,
-        write_error,
-        write_pcm16,
-    )
+    from inference.audio import audio_format, normalize_loudness, normalize_peak, write_error, write_pcm16
+    from inference.spectrogram import draw_spectrogram
 
     result = None
     if settings.normalize == "loudness":
