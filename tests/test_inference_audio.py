@@ -150,3 +150,17 @@ def test_file_errors_and_atomic_writes(tmp_path):
         Path(tmp).write_text("half")
         raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["text.wav"]
+
+
+def test_python_callers_get_a_value_error_for_nan_prompts_and_melodies(tmp_path):
+    from inference import MusicGen
+    from tests.musicgen_oracle import save_tiny_melody_musicgen
+
+    _, folder = save_tiny_melody_musicgen(tmp_path / "melody")
+    mg = MusicGen.from_pretrained(folder, device="cpu")
+    bad = tone(0.5, 800).clone()
+    bad[0, 7] = math.nan
+    with pytest.raises(ValueError, match="the melody holds 1 NaN"):
+        mg.generate_with_chroma(["jazz"], bad, 800, duration=0.2)
+    with pytest.raises(ValueError, match="the audio prompt holds 1 NaN"):
+        mg.generate_continuation(bad, 800, ["jazz"], duration=1.0)
