@@ -12,10 +12,13 @@ any result can be generated again. `python generate.py --help` lists the options
 import threads  # noqa: I001  (first: the CPU thread policy must be set before torch loads)
 
 import argparse
+import io
 import json
 import math
 import secrets
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -32,11 +35,21 @@ DEFAULT_MODEL = "facebook/musicgen-small"
 DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`, offline fallback)
 MAX_DURATION = 3600.0  # seconds; longer requests are almost certainly typos
 MAX_MESSAGE = 400  # characters of an error message shown
+MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; we keep to the signed range that every API accepts
+MELODY_WINDOW = 30.0  # seconds a melody model follows in one window (the published models'), unless its config says
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 class CliError(Exception):
     """A mistake in the command line or its inputs, reported as one line without a traceback."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is, so that it cleans up as after Ctrl-C (no half-written files)."""
+
+
+def on_sigterm(signum, frame):
+    raise Terminated()
 
 
 @dataclass(frozen=True)
@@ -72,11 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
                         help="seconds of audio per clip (default: 10)")
     parser.add_argument("--output", default="out.wav", metavar="PATH",
-                        help="a .wav or .flac file (several prompts: PATH_1.wav, PATH_2.wav, ...) or an existing "
-                             "folder ending in '/' (default: out.wav)")
+                        help="a .wav or .flac file (several prompts: PATH_1.wav, PATH_2.wav, ...) or a folder "
+                             "ending in '/', created when missing (default: out.wav)")
     parser.add_argument("--format", choices=("wav", "flac"), help="format of the files written into a folder "
                                                                   "(default: wav)")
-    parser.add_argument("--seed", type=int, help="random seed (default: a random one, printed and recorded)")
+    parser.add_argument("--seed", type=int, help="random seed in [0, 2**63 - 1] (default: a random one, printed and "
+                                                 "recorded)")
     parser.add_argument("--top-k", type=int, default=250, metavar="K",
                         help="sample among the K likeliest tokens; 0 keeps all (default: 250)")
     parser.add_argument("--top-p", type=float, default=0.0, metavar="P",
@@ -102,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads (default: the cores not busy with other work)")
     parser.add_argument("--normalize", choices=("loudness", "peak", "none"), default="loudness",
-                        help="loudness: to --lufs with the true peak kept under -1 dBFS; peak: true peak to -1 dBFS "
-                             "(default: loudness)")
+                        help="loudness: to --lufs, a true-peak limiter keeping the peaks under -1 dBFS; peak: true "
+                             "peak to -1 dBFS (default: loudness)")
     parser.add_argument("--lufs", type=float, default=-14.0, help="loudness target (default: -14)")
     parser.add_argument("--spectrogram", action="store_true", help="also draw a log-mel spectrogram PNG per clip")
     return parser
@@ -115,18 +129,28 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print as \udcXX, not a crash
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
         return int(done.code or 0)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     try:
         return run(args, argv if argv is not None else sys.argv[1:])
     except CliError as err:
         return fail(str(err))
     except (ValueError, OSError) as err:  # CheckpointError, StateDictMismatchError, AudioFileError, I/O errors
         return fail(str(err) or type(err).__name__)
+    except Terminated:
+        return fail("terminated (SIGTERM): nothing half-written was left", code=128 + signal.SIGTERM)
     except KeyboardInterrupt:
-        return fail("interrupted", code=130)
+        return fail("interrupted: nothing half-written was left", code=128 + signal.SIGINT)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -146,10 +170,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     device, dtype = resolve_device(args.device, args.dtype, args.quantize)
     if args.cuda_graph and device != "cuda":
         raise CliError("--cuda-graph needs a CUDA device (--device cuda)")
+    outputs = plan_outputs(args.output, args.format, prompts, args.spectrogram)
+    if args.melody and args.prompt_audio:
+        raise CliError("--melody and --prompt-audio cannot be combined")
     thread_policy = threads.apply_threads(args.threads)
     prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
-    melody = check_melody(args.melody, args.model or DEFAULT_MODEL, prompt_audio) if args.melody else None
-    outputs = plan_outputs(args.output, args.format, prompts)
+    melody = read_melody(args.melody, args.model or DEFAULT_MODEL, args.duration) if args.melody else None
     from inference.loading import resolve_source
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -196,20 +222,42 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def read_prompts(positional: list[str], prompts_file: Path | None) -> list[str]:
     prompts = list(positional)
+    for i, prompt in enumerate(prompts, 1):
+        if bad := undecodable_byte(prompt):
+            raise CliError(f"PROMPT {i} is not valid UTF-8 (byte {bad}): check the terminal's encoding")
     if prompts_file is not None:
         try:
-            lines = prompts_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise CliError(f"cannot read --prompts-file {prompts_file}: {err}") from None
+            data = prompts_file.read_bytes()
+        except OSError as err:
+            raise CliError(f"cannot read --prompts-file {prompts_file}: {err.strerror or err}") from None
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise CliError(f"--prompts-file {prompts_file}: line {line} is not valid UTF-8 (byte "
+                           f"0x{data[err.start]:02x}); save the file as UTF-8") from None
         prompts += [line.strip() for line in lines if line.strip()]
     if not prompts:
         raise CliError('give at least one prompt (or "" for unconditional generation), or --prompts-file')
     return [p.strip() for p in prompts]
 
 
+def undecodable_byte(text: str) -> str | None:
+    """The first byte that was not valid UTF-8 in a command-line argument (Python keeps it as a lone
+    surrogate, U+DC80..U+DCFF), as "0xff"; None when the text is valid."""
+    for char in text:
+        if 0xDC80 <= ord(char) <= 0xDCFF:
+            return f"0x{ord(char) - 0xDC00:02x}"
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            return f"U+{ord(char):04X}"
+    return None
+
+
 def check_numbers(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.duration) and 0 < args.duration <= MAX_DURATION):
         raise CliError(f"--duration must be a number of seconds in (0, {MAX_DURATION:g}], got {args.duration}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise CliError(f"--seed must be in [0, 2**63 - 1], got {args.seed}")
     if not (math.isfinite(args.temperature) and args.temperature > 0):
         raise CliError(f"--temperature must be a positive number, got {args.temperature}")
     if not (math.isfinite(args.cfg) and args.cfg >= 0):
@@ -252,33 +300,44 @@ def resolve_device(device: str, dtype: str, quantize: str) -> tuple[str, str]:
 
 
 def read_prompt_audio(path: Path, duration: float):
-    from inference.audio import read_audio
+    """The (wav [C, N], rate) to continue; its length is checked from the file's header before decoding it."""
+    from inference.audio import audio_seconds, read_audio
 
-    wav, sample_rate = read_audio(path)  # AudioFileError (a ValueError) when missing or unreadable
-    if wav.shape[-1] / sample_rate >= duration:
-        raise CliError(f"--prompt-audio {path} lasts {wav.shape[-1] / sample_rate:.2f} s: --duration "
-                       f"({duration:g} s) counts the prompt, so it must be longer")
-    return wav, sample_rate
+    try:
+        seconds = audio_seconds(path)
+        if seconds >= duration:
+            raise CliError(f"--prompt-audio {path} lasts {seconds:.2f} s: --duration ({duration:g} s) counts the "
+                           "prompt, so it must be longer")
+        return read_audio(path)
+    except ValueError as err:  # AudioFileError: missing, unreadable, NaN samples
+        raise CliError(f"--prompt-audio: {err}") from None
 
 
-def check_melody(path: Path, model: str, prompt_audio) -> tuple:
-    """Read the melody file (a (wav [C, N], rate) pair) after checking that the model can use it."""
+def read_melody(path: Path, model: str, duration: float) -> tuple:
+    """The melody file as (wav [C, N], rate), after checking that the model can follow it for `duration`."""
     from inference.audio import read_audio
     from inference.loading import resolve_source
 
-    if prompt_audio is not None:
-        raise CliError("--melody and --prompt-audio cannot be combined")
-    melody = read_audio(path)
-    source = resolve_source(model)
-    config = Path(source) / "config.json"
-    if config.is_file():
-        is_melody = "melody" in json.loads(config.read_text()).get("model_type", "")
+    source = str(DEMO_FOLDER) if model == "demo" else resolve_source(model)
+    config_file = Path(source) / "config.json"
+    window = MELODY_WINDOW
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        config = config if isinstance(config, dict) else {}  # a malformed config is the loader's to report
+        is_melody = "melody" in str(config.get("model_type", ""))
+        window = float(config.get("max_duration", window))
     else:
         is_melody = "melody" in source.lower()
     if not is_melody:
         raise CliError(f"--melody needs a melody model (--model melody, melody-large, stereo-melody, ...); "
                        f"{model} is not one")
-    return melody
+    if duration > window:
+        raise CliError(f"--melody: a melody model follows a melody for one window of {window:g} s; --duration "
+                       f"{duration:g} s is longer")
+    try:
+        return read_audio(path, max_seconds=MAX_DURATION)  # the header is read first: no 2-hour decode
+    except ValueError as err:
+        raise CliError(f"--melody: {err}") from None
 
 
 def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None:

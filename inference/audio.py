@@ -1,4 +1,7 @@
-"""Audio in and out of the pipeline: read, resample, convert channels, normalise, write, draw.
+"""Audio in and out of the pipeline: read, resample, convert channels, normalise, write.
+
+(The true-peak limiter that loudness normalisation uses is `inference/limiter.py`; the spectrogram pictures
+are `inference/spectrogram.py`.)
 
 Every function takes and returns one clip as a float32 tensor [C, N] in [-1, 1] (C audio channels,
 N samples), except `resample` and `convert_channels`, which also accept a leading batch [..., C, N].
@@ -10,6 +13,7 @@ inter-sample peaks that a DAC or an MP3 encoder turns into clipping.
 
 import math
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -19,36 +23,77 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # file extension -> soundfile format (16-bit PCM for both)
 LOUDNESS_BLOCK_S = 0.4  # BS.1770 gating block: shorter audio has no integrated loudness
 METER_MIN_RATE = 8000  # the K-weighting shelf sits at 1.7 kHz: below this rate we measure a 48 kHz copy
 SILENCE_DBFS = -120.0  # a clip whose peak is below this is treated as silence and left as it is
+MAX_LIMITING_DB = 10.0  # the limiter takes peaks down by at most this; a clip needing more stays quieter
+LOUDNESS_TOLERANCE_LU = 1.0  # a result this close to the loudness target needs no note
 
 
 class AudioFileError(ValueError):
     """An audio file that cannot be read or written (missing, unreadable, unknown format, empty)."""
 
 
-def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[torch.Tensor, int]:
     """Read a sound file (WAV, FLAC, OGG, ... whatever libsndfile reads).
+
+    Args:
+        max_seconds: refuse longer files, from their header, before decoding anything.
 
     Returns:
         (wav [C, N] float32 in [-1, 1], sample rate in Hz). C is the file's channel count (1 mono, 2 stereo).
+        AudioFileError (one line naming the file) when it is missing, unreadable, empty, too long, or holds
+        NaN or infinite samples (a float WAV can): such a prompt would silently turn into garbage downstream.
     """
     import soundfile
 
     path = Path(path)
+    seconds = audio_seconds(path)
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioFileError(f"{path} lasts {seconds:.1f} s, longer than the limit of {max_seconds:g} s")
+    try:
+        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [N, C]
+    except (soundfile.LibsndfileError, RuntimeError, OSError, MemoryError) as err:
+        raise AudioFileError(f"cannot read {path} as audio: {str(err).strip() or type(err).__name__}") from None
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path} holds no audio samples")
+    if message := nonfinite_message(torch.from_numpy(data), str(path)):
+        raise AudioFileError(message)
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)  # [C, N]
+
+
+def audio_seconds(path: str | os.PathLike) -> float:
+    """The duration of a sound file from its header, without decoding it; AudioFileError when unreadable."""
+    import soundfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise AudioFileError(f"{path} is a folder, not an audio file")
     if not path.is_file():
         raise AudioFileError(f"audio file not found: {path}")
     try:
-        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [N, C]
+        info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
-        raise AudioFileError(f"cannot read {path} as audio: {str(err).strip()}") from None
-    if data.shape[0] == 0:
+        raise AudioFileError(f"cannot read {path} as audio: {str(err).strip() or type(err).__name__}") from None
+    if info.samplerate <= 0 or info.channels <= 0 or info.frames <= 0:
         raise AudioFileError(f"{path} holds no audio samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)  # [C, N]
+    return info.frames / info.samplerate
+
+
+def check_finite(wav: torch.Tensor, name: str) -> None:
+    """ValueError naming `name` when the audio holds NaN or infinite samples (they would silently turn the
+    whole clip into garbage: a codec or chroma frame touched by one NaN is NaN)."""
+    if message := nonfinite_message(wav, name):
+        raise ValueError(message)
+
+
+def nonfinite_message(wav: torch.Tensor, name: str) -> str | None:
+    bad = (~torch.isfinite(wav)).sum().item()
+    if not bad:
+        return None
+    return f"{name} holds {bad} NaN or infinite sample{'s' if bad > 1 else ''} (of {wav.numel()}): repair it"
 
 
 def resample(wav: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:
@@ -121,7 +166,9 @@ class Normalized:
         gain_db: the gain applied.
         lufs: integrated loudness after the gain; None when the clip is too short to measure.
         peak_db: true peak after the gain, dBFS.
-        note: why the result differs from what was asked (too short, silent, peak-limited); None otherwise.
+        note: why the result differs from what was asked (too short, silent, far from the loudness target);
+            None otherwise.
+        limited_db: the largest gain reduction of the true-peak limiter (0: not used).
     """
 
     wav: torch.Tensor
@@ -130,6 +177,7 @@ class Normalized:
     lufs: float | None
     peak_db: float
     note: str | None = None
+    limited_db: float = 0.0
 
 
 def normalize_peak(wav: torch.Tensor, sample_rate: int, peak_db: float = -1.0, note: str | None = None) -> Normalized:
@@ -146,25 +194,35 @@ def normalize_loudness(wav: torch.Tensor, sample_rate: int, target_lufs: float =
                        peak_db: float = -1.0) -> Normalized:
     """Bring a clip [C, N] to `target_lufs` integrated loudness, never letting its true peak exceed `peak_db`.
 
-    When the gain would push the true peak above `peak_db`, the gain is lowered until the peak sits at
-    `peak_db` (a safety limit, not a compressor: the clip is then quieter than the target, and `note` says so).
-    Clips too short for the loudness meter (<= 0.4 s) or too quiet for its gate fall back to peak
-    normalisation.
+    A gain brings the clip to the target; the peaks that the gain pushes over `peak_db` are taken down by a
+    look-ahead true-peak limiter (`inference/limiter.py`), by at most MAX_LIMITING_DB. Limiting lowers the
+    loudness a little, so the gain is raised by what is missing and the clip limited again, until the target
+    is met (within 0.05 LU). A clip whose peaks would need more limiting stays quieter than the target; `note`
+    says so when it is more than LOUDNESS_TOLERANCE_LU away. Clips too short for the loudness meter (<= 0.4 s)
+    or too quiet for its gate fall back to peak normalisation.
     """
+    from inference.limiter import limit_true_peak
+
     if not long_enough_for_loudness(wav, sample_rate):
         return normalize_peak(wav, sample_rate, peak_db, f"shorter than {LOUDNESS_BLOCK_S} s, too short to "
                                                          "measure loudness: peak-normalised instead")
     before = loudness(wav, sample_rate)
     if not math.isfinite(before):
         return normalize_peak(wav, sample_rate, peak_db, "too quiet to measure loudness: peak-normalised instead")
+    peak = to_db(true_peak(wav))
     gain_db = target_lufs - before
-    peak_after = to_db(true_peak(wav)) + gain_db
+    for _ in range(4):
+        gain_db = min(gain_db, peak_db + MAX_LIMITING_DB - peak)  # at most MAX_LIMITING_DB over the ceiling
+        out, limited_db, peak_after = limit_true_peak(wav * 10 ** (gain_db / 20), sample_rate, peak_db)  # [C, N]
+        lufs = loudness(out, sample_rate)
+        if limited_db == 0 or abs(lufs - target_lufs) < 0.05 or gain_db >= peak_db + MAX_LIMITING_DB - peak:
+            break
+        gain_db += target_lufs - lufs  # limiting took some loudness away: give it back, limit again
     note = None
-    if peak_after > peak_db:  # true-peak safety limit
-        gain_db -= peak_after - peak_db
-        peak_after = peak_db
-        note = f"peak-limited to {peak_db:g} dBFS: {before + gain_db:.1f} LUFS instead of {target_lufs:g}"
-    return Normalized(wav * 10 ** (gain_db / 20), "loudness", gain_db, before + gain_db, peak_after, note)
+    if abs(lufs - target_lufs) > LOUDNESS_TOLERANCE_LU:
+        note = (f"peak-limited to {peak_db:g} dBFS: {lufs:.1f} LUFS instead of {target_lufs:g} (the target needs "
+                f"more than {MAX_LIMITING_DB:g} dB of peak limiting)")
+    return Normalized(out, "loudness", gain_db, lufs, peak_after, note, limited_db)
 
 
 def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:
@@ -172,15 +230,38 @@ def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) ->
 
     The file is written under a temporary name in the same folder and renamed into place, so an interrupted
     write never leaves a half-written file under the real name. Samples are clipped to [-1, 1].
+    AudioFileError (one line) when it cannot be written (a full disk, say).
     """
     import soundfile
 
     path = Path(path)
     fmt = audio_format(path)
-    data = wav.detach().float().clamp(-1, 1).T.cpu().numpy()  # [N, C]
-    with atomic_path(path) as tmp:
-        soundfile.write(tmp, data, int(sample_rate), subtype="PCM_16", format=fmt)
+    try:
+        with atomic_path(path) as tmp:
+            write_pcm16(tmp, wav, sample_rate, fmt)
+    except (soundfile.LibsndfileError, OSError) as err:
+        raise AudioFileError(write_error(path, err)) from None
     return path
+
+
+def write_error(path: Path, err: Exception) -> str:
+    """One line for a failed write. libsndfile says only "System error." when the disk is full: say more."""
+    reason = getattr(err, "strerror", None) or str(err).strip() or type(err).__name__
+    if not isinstance(err, OSError):
+        try:
+            if shutil.disk_usage(path.parent).free < 1 << 20:
+                reason = "no space left on the disk"
+        except OSError:
+            pass
+    return f"cannot write {path}: {reason}"
+
+
+def write_pcm16(target: str | os.PathLike, wav: torch.Tensor, sample_rate: int, fmt: str) -> None:
+    """Write a clip [C, N] into `target` (whatever its name) as 16-bit PCM in `fmt` ("WAV" or "FLAC")."""
+    import soundfile
+
+    data = wav.detach().float().clamp(-1, 1).T.cpu().numpy()  # [N, C]
+    soundfile.write(str(target), data, int(sample_rate), subtype="PCM_16", format=fmt)
 
 
 def audio_format(path: str | os.PathLike) -> str:
@@ -196,11 +277,7 @@ def audio_format(path: str | os.PathLike) -> str:
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """`with atomic_path(final) as tmp:` write to `tmp`; on success it is renamed to `final`, on error removed."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal new file's permissions
+    tmp = temporary_name(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -210,37 +287,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
-def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, title: str = "") -> Path:
-    """Draw the log-mel spectrogram (dB) of a clip [C, N], one panel per channel, into a PNG (atomically)."""
-    from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global state
-
-    from encodec.mel import mel_filter_bank
-
-    wav = wav.detach().float().cpu()
-    n_fft = 1 << max(6, round(math.log2(sample_rate * 0.064)))  # ~64 ms windows
-    hop = n_fft // 4
-    n_mels = min(128, n_fft // 4)
-    padded = F.pad(wav, (0, max(0, n_fft - wav.shape[-1])))  # [C, max(N, n_fft)]: at least one full window
-    spec = torch.stft(padded, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)  # [C, F, T]
-    mel = mel_filter_bank(sample_rate, n_fft, n_mels) @ spec.abs().pow(2)  # [C, M, T]
-    db = 10 * torch.log10(mel.clamp(min=1e-10))  # [C, M, T]
-    db = db.clamp(min=db.max() - 80)  # an 80 dB range, as most spectrogram viewers
-    channels = wav.shape[0]
-    fig = Figure(figsize=(10, 3 * channels))
-    axes = fig.subplots(channels, 1, squeeze=False)
-    for c, ax in enumerate(axes[:, 0]):
-        image = ax.imshow(db[c].numpy(), origin="lower", aspect="auto", cmap="magma",
-                          extent=(0, padded.shape[-1] / sample_rate, 0, n_mels))
-        ax.set_ylabel(f"mel band, channel {c}" if channels > 1 else "mel band")
-        fig.colorbar(image, ax=ax, format="%+.0f dB")
-    axes[-1, 0].set_xlabel("time (s)")
-    if title:
-        axes[0, 0].set_title(title[:100])
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
+def temporary_name(path: Path) -> str:
+    """A new empty hidden file next to `path` (".NAME.random.tmp", NAME cut short so that a long file name
+    still leaves room, and kept to ASCII, which every library can pass on), with a normal new file's
+    permissions."""
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in path.name[:40])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
+    return tmp
 
 
 def _measurable_loudness(wav: torch.Tensor, sample_rate: int) -> float | None:

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from encodec import EncodecModel
-from inference.audio import resample
+from inference.audio import check_finite, resample
 from inference.audio_prompt import prepare_prompt
 from inference.generation import Window, generate_long, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
@@ -296,6 +296,7 @@ class MusicGen:
             return None
         if wav.dim() != 2 or wav.shape[-1] == 0:
             raise ValueError(f"a melody must be a [C, N] waveform with N > 0, got {list(wav.shape)}")
+        check_finite(wav, "the melody")
         wav = resample(wav.float().to(self.device), sample_rate, self.sample_rate)
         extractor = ChromaExtractor(self.sample_rate, n_chroma=self.lm.config.num_chroma).to(self.device)
         return extractor(wav[None])[0]  # [F, 12]

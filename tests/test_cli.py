@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,9 @@ def bad_checkpoint(tiny: Path, folder: Path, kind: str) -> Path:
 
 
 NO_MODEL = "/no/such/model/folder"  # where the model is not even loaded, the check came first
+MELODY_CONFIG = "{tmp}/melody-config"  # a melody model's config.json and nothing else: loading it would fail
+LONG_NAME = "a" * 252 + ".wav"  # 256 bytes: longer than any usual file system allows
+LONG_SIDECAR = "a" * 251 + ".wav"  # 255 bytes, but its sidecar's name (.json) would be 256
 BAD_INPUTS = {
     "zero duration": (["x", "--duration", 0, "--model", NO_MODEL], "--duration"),
     "negative duration": (["x", "--duration", -3, "--model", NO_MODEL], "--duration"),
@@ -163,16 +167,52 @@ BAD_INPUTS = {
     "unreadable prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/notes.txt"], "cannot read"),
     "prompt audio too long": (["x", "--model", NO_MODEL, "--duration", 0.1, "--prompt-audio", "{tmp}/long.wav"],
                               "must be longer"),
-    "missing output folder": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/no/such/x.wav"], "does not exist"),
+    "prompt audio is a folder": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/out"], "is a folder"),
+    "empty prompt audio file": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/empty.wav"], "cannot read"),
+    "prompt audio without samples": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/no-samples.wav"],
+                                     "no audio samples"),
+    "NaN in prompt audio": (["x", "--model", NO_MODEL, "--duration", 2, "--prompt-audio", "{tmp}/nan.wav"],
+                            "nan.wav holds 2 NaN or infinite samples"),
+    "two-hour prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/two-hours.wav"],
+                              "lasts 7200.00 s: --duration (10 s)"),
     "output under a file": (["x", "--model", NO_MODEL, "--output", "{tmp}/notes.txt/x.wav"], "not a folder"),
     "unknown format": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/x.mp3"], ".mp3"),
+    "sidecar name is a folder": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/taken.wav"], "taken.json"),
+    "spectrogram name is a folder": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/drawn.wav", "--spectrogram"],
+                                     "drawn.png: it is a folder"),
+    "file name too long": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/" + LONG_NAME], "limit of 255"),
+    "sidecar name too long": (["x", "--model", NO_MODEL, "--output", "{tmp}/out/" + LONG_SIDECAR],
+                              "a.json: its name is 256 bytes"),
     "melody on a non-melody model": (["x", "--model", "{tiny}", "--melody", "{tmp}/long.wav"], "melody model"),
-    "missing melody file": (["x", "--model", NO_MODEL, "--melody", "{tmp}/nothing.wav"], "not found"),
+    "missing melody file": (["x", "--model", MELODY_CONFIG, "--melody", "{tmp}/nothing.wav"], "not found"),
+    "NaN in the melody": (["x", "--model", MELODY_CONFIG, "--melody", "{tmp}/nan.wav"], "NaN or infinite"),
+    "melody longer than one window": (["x", "--model", MELODY_CONFIG, "--melody", "{tmp}/long.wav", "--duration", 40],
+                                      "one window of 30 s"),
     "melody with prompt audio": (["x", "--model", NO_MODEL, "--duration", 2, "--melody", "{tmp}/long.wav",
                                   "--prompt-audio", "{tmp}/long.wav"], "cannot be combined"),
     "bad top-p": (["x", "--model", NO_MODEL, "--top-p", 1.5], "--top-p"),
+    "seed too large": (["x", "--model", NO_MODEL, "--seed", 2**64], "--seed must be in [0, 2**63 - 1]"),
+    "negative seed": (["x", "--model", NO_MODEL, "--seed", -1], "--seed must be in [0, 2**63 - 1]"),
+    "prompt not UTF-8": (["jazz \udcff", "--model", NO_MODEL], "PROMPT 1 is not valid UTF-8 (byte 0xff)"),
+    "prompts file not UTF-8": (["--prompts-file", "{tmp}/latin-1.txt", "--model", NO_MODEL],
+                               "line 2 is not valid UTF-8 (byte 0xe9)"),
     "no cuda": (["x", "--model", NO_MODEL, "--device", "cuda"], "cuda"),
 }
+
+
+def sparse_wav(path: Path, seconds: int, sample_rate: int, channels: int) -> None:
+    """A 16-bit WAV whose header announces `seconds` of audio, its data a sparse hole (no disk used)."""
+    data_bytes = seconds * sample_rate * channels * 2
+    header = (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt " +
+              struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * channels * 2, channels * 2, 16) +
+              b"data" + struct.pack("<I", data_bytes))
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + data_bytes)
+
+
+def no_decoding(*args, **kwargs):
+    raise AssertionError("the file was decoded")
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
@@ -181,15 +221,28 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, 
     if case == "no cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "taken.json").mkdir()
+    (tmp_path / "out" / "drawn.png").mkdir()
     (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "latin-1.txt").write_bytes("jazz\ncaf\u00e9 music\n".encode("latin-1"))
+    (tmp_path / "empty.wav").write_bytes(b"")
+    soundfile.write(str(tmp_path / "no-samples.wav"), torch.zeros(0).numpy(), RATE)
     soundfile.write(str(tmp_path / "long.wav"), torch.zeros(RATE).numpy(), RATE)
+    nan = torch.zeros(RATE)
+    nan[[10, 500]] = torch.tensor([math.nan, math.inf])
+    soundfile.write(str(tmp_path / "nan.wav"), nan.numpy(), RATE, subtype="FLOAT")  # float WAVs can hold NaN
+    (tmp_path / "melody-config").mkdir()
+    (tmp_path / "melody-config" / "config.json").write_text('{"model_type": "musicgen_melody"}')
+    if "two-hour" in case:
+        sparse_wav(tmp_path / "two-hours.wav", seconds=7200, sample_rate=48_000, channels=2)  # 1.4 GB, sparse
+        monkeypatch.setattr(soundfile, "read", no_decoding)  # it must be refused from its header alone
     names = {"tmp": tmp_path, "tiny": tiny}
     if "demo missing" in case:
         monkeypatch.setattr(generate, "DEMO_FOLDER", tmp_path / "no-demo")
     if "{corrupt}" in argv or "{mismatched}" in argv:
         kind = "corrupt" if "{corrupt}" in argv else "mismatched"
         names[kind] = bad_checkpoint(tiny, tmp_path / kind, kind)
-    argv = [str(a).format(**names) for a in argv]
+    argv = [str(a).format(**names) if "{" in str(a) else str(a) for a in argv]
     if not any(a == "--output" for a in argv):
         argv += ["--output", f"{tmp_path / 'out'}/"]
     before = sorted(tmp_path.rglob("*"))
@@ -244,3 +297,25 @@ def test_the_script_runs_as_a_command(tiny, tmp_path):
     assert json.loads((tmp_path / "pop.json").read_text())["seed"] == 5
     assert "generating" in result.stderr  # the progress bar
     assert "real-time factor" in result.stdout and "model      " in result.stdout
+
+
+def test_a_missing_output_folder_is_created(tiny, tmp_path, capsys):
+    code, _, err = run(capsys, "lo-fi funk", "--model", tiny, "--duration", 0.2, "--output", f"{tmp_path}/new/clips/")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "new" / "clips").iterdir()) == ["lo-fi_funk.json", "lo-fi_funk.wav"]
+
+
+def test_the_longest_file_name_and_the_largest_seed_work(tiny, tmp_path, capsys):
+    out = tmp_path / ("a" * 250 + ".wav")  # 254 bytes; the sidecar's name is 255, the file system's limit
+    code, _, err = run(capsys, "jazz", "--model", tiny, "--duration", 0.2, "--seed", 2**63 - 1, "--output", out,
+                       "--spectrogram")
+    assert code == 0, err
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".png", ".wav"]  # no temporary file left
+    assert json.loads(out.with_suffix(".json").read_text())["seed"] == 2**63 - 1
+
+
+def test_data_folder_is_ignored_by_git():
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    result = subprocess.run(["git", "check-ignore", "--quiet", "data/corpus/clip.wav"], cwd=ROOT)
+    assert result.returncode == 0, "data/ (training audio) is not in .gitignore"

@@ -5,11 +5,14 @@ from pathlib import Path
 
 import pyloudnorm
 import pytest
+import soundfile
 import torch
 
 from inference.audio import (
+    MAX_LIMITING_DB,
     AudioFileError,
     atomic_path,
+    audio_seconds,
     convert_channels,
     loudness,
     normalize_loudness,
@@ -20,6 +23,7 @@ from inference.audio import (
     true_peak,
     write_audio,
 )
+from inference.audio_prompt import prepare_prompt
 
 
 def tone(seconds: float, sample_rate: int, freq: float = 440.0, amplitude: float = 0.05) -> torch.Tensor:
@@ -42,7 +46,46 @@ def test_loud_peaks_are_limited_to_minus_one_dbfs():
     wav[0, ::8000] = 0.9  # clicks: a crest factor far too high for -14 LUFS under -1 dBFS
     result = normalize_loudness(wav, 32000, target_lufs=-14.0, peak_db=-1.0)
     assert abs(to_db(true_peak(result.wav)) + 1.0) < 0.01
-    assert result.lufs < -15 and "peak-limited" in result.note
+    assert result.lufs < -15 and "peak-limited" in result.note  # more limiting than MAX_LIMITING_DB would take
+    assert result.limited_db == pytest.approx(MAX_LIMITING_DB, abs=0.05)
+
+
+def beats(seconds: float, sample_rate: int) -> torch.Tensor:
+    """A quiet chord with a loud decaying click every half second: a peak-to-loudness ratio of ~19 dB,
+    as generated drums have (a -14 LUFS target then puts the peaks ~5 dB over -1 dBFS)."""
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    chord = 0.06 * sum(torch.sin(2 * math.pi * f * t) for f in (220.0, 277.2, 329.6))
+    click = 0.8 * torch.exp(-(t % 0.5) / 0.004) * torch.sin(2 * math.pi * 1500 * t)
+    return (chord + click)[None]  # [1, N]
+
+
+def test_loudness_target_is_met_under_the_ceiling_by_limiting_the_peaks():
+    wav = beats(4.0, 32000)
+    assert to_db(true_peak(wav)) - loudness(wav, 32000) > 15  # a plain gain to -14 LUFS would clip
+    result = normalize_loudness(wav, 32000, target_lufs=-14.0, peak_db=-1.0)
+    assert result.method == "loudness" and result.note is None
+    assert abs(loudness(result.wav, 32000) + 14.0) < 0.1
+    assert to_db(true_peak(result.wav)) <= -1.0 + 1e-3
+    assert 0 < result.limited_db < MAX_LIMITING_DB
+
+
+def test_nan_or_inf_in_audio_is_refused_naming_it(tmp_path):
+    wav = tone(0.5, 16000).repeat(2, 1)
+    wav[1, 100] = math.nan
+    soundfile.write(str(tmp_path / "bad.wav"), wav.T.numpy(), 16000, subtype="FLOAT")  # float WAVs can hold NaN
+    with pytest.raises(AudioFileError, match=r"bad.wav holds 1 NaN or infinite sample \(of 16000\)"):
+        read_audio(tmp_path / "bad.wav")
+    wav[1, 100] = math.inf
+    with pytest.raises(ValueError, match="the audio prompt holds 1 NaN or infinite sample"):
+        prepare_prompt(None, 1, wav, 16000)  # refused before the codec is touched
+
+
+def test_long_files_are_refused_from_their_header(tmp_path, monkeypatch):
+    write_audio(tmp_path / "three.wav", tone(3.0, 8000), 8000)
+    assert audio_seconds(tmp_path / "three.wav") == 3.0
+    monkeypatch.setattr(soundfile, "read", None)  # not decoded: read from the header alone
+    with pytest.raises(AudioFileError, match="three.wav lasts 3.0 s, longer than the limit of 2 s"):
+        read_audio(tmp_path / "three.wav", max_seconds=2)
 
 
 def test_peak_normalisation_and_the_fallbacks():
@@ -107,3 +150,17 @@ def test_file_errors_and_atomic_writes(tmp_path):
         Path(tmp).write_text("half")
         raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["text.wav"]
+
+
+def test_python_callers_get_a_value_error_for_nan_prompts_and_melodies(tmp_path):
+    from inference import MusicGen
+    from tests.musicgen_oracle import save_tiny_melody_musicgen
+
+    _, folder = save_tiny_melody_musicgen(tmp_path / "melody")
+    mg = MusicGen.from_pretrained(folder, device="cpu")
+    bad = tone(0.5, 800).clone()
+    bad[0, 7] = math.nan
+    with pytest.raises(ValueError, match="the melody holds 1 NaN"):
+        mg.generate_with_chroma(["jazz"], bad, 800, duration=0.2)
+    with pytest.raises(ValueError, match="the audio prompt holds 1 NaN"):
+        mg.generate_continuation(bad, 800, ["jazz"], duration=1.0)
