@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.code or 0)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
+    show_warning = warnings.showwarning
+    warnings.showwarning = print_note  # what the library warns about (a prompt longer than a window) is one line
     try:
         return run(args, argv if argv is not None else sys.argv[1:])
     except CliError as err:
@@ -149,8 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return fail("interrupted: nothing half-written was left", code=128 + signal.SIGINT)
     finally:
+        warnings.showwarning = show_warning
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def print_note(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"note: {message}", flush=True)
 
 
 def fail(message: str, code: int = 1) -> int:

@@ -125,6 +125,18 @@ def test_prompt_audio_is_continued(tiny, tmp_path, capsys):
     assert record["prompt_audio"].endswith("intro.wav") and record["use_sampling"] is False
 
 
+def test_a_prompt_longer_than_the_window_is_continued_from_its_end(tmp_path, capsys):
+    """The README's continuation of a 10 s clip, on the demo model (8 s windows): it used to crash."""
+    t = torch.arange(9 * 32000) / 32000
+    soundfile.write(str(tmp_path / "intro.wav"), (0.3 * torch.sin(2 * math.pi * 220 * t)).numpy(), 32000)
+    code, out, err = run(capsys, "jazz piano solo", "--model", "demo", "--duration", 9.5, "--prompt-audio",
+                         tmp_path / "intro.wav", "--output", tmp_path / "more.wav", "--seed", 0)
+    assert code == 0, err
+    assert soundfile.info(str(tmp_path / "more.wav")).frames == 9.5 * 32000
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "longer than one window of this model (8 s): continuing from its last" in notes[0]
+
+
 def test_a_stereo_model_writes_stereo_files(tmp_path, capsys):
     _, folder = save_tiny_musicgen(tmp_path / "tiny-stereo", stereo=True)
     code, _, _ = run(capsys, "80s pop track", "--model", folder, "--duration", 0.5, "--output", tmp_path / "s.wav")
