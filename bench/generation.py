@@ -32,7 +32,6 @@ The real-time factor is audio seconds per wall second (50 pattern steps ~ 1 s of
 import argparse
 import copy
 import dataclasses
-import importlib
 import os
 import statistics
 import subprocess
@@ -46,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import transformers  # noqa: E402
+from baseline import import_from_commit  # noqa: E402
 
 from inference import MusicGen  # noqa: E402
 from inference.generation import generate_window, last_logits  # noqa: E402
@@ -55,7 +55,6 @@ from lm.patterns import build_delay_pattern  # noqa: E402
 from lm.sampling import SamplingParams, classifier_free_guidance  # noqa: E402
 from tests.musicgen_oracle import hf_generate_codes, word_tokenizer  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"small": (1024, 24, 16), "medium": (1536, 48, 24), "large": (2048, 48, 32)}  # dim, layers, heads
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 VARIANTS = (*DTYPES, "int8")  # int8: weight-only int8 linears, bfloat16 activations on CPU, float16 on CUDA
@@ -141,38 +140,20 @@ def short(dtype_name: str) -> str:
 
 
 def load_baseline(rev: str, lm: MusicGenLM, dtypes: list[str]):
-    """Another commit's decoding path, loaded side by side with this one: (label, window fn, params type, LMs).
+    """Another commit's decoding path (bench/baseline.py): (label, window fn, params type, {dtype: its LM}).
 
-    `git archive REV` writes that commit's lm/, inference/ and encodec/ into a temporary folder; its modules are
-    imported under their own names with this checkout's set aside, then this checkout's are put back, so both
-    live in one process (the old functions keep their own module globals). Its LM gets this LM's weights.
+    Its `inference.fast.generate_window_fast` drives its own MusicGenLM, which gets this LM's weights.
     """
-    folder = Path(tempfile.mkdtemp(prefix="baseline-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "lm", "inference", "encodec"],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    ours = {name: module for name, module in sys.modules.items() if name.split(".")[0] in PACKAGES}
-    for name in ours:
-        del sys.modules[name]
-    sys.path.insert(0, str(folder))
-    try:
-        fast = importlib.import_module("inference.fast")
-        old_config = importlib.import_module("lm.config").LMConfig(**dataclasses.asdict(lm.config))
-        old_lm = importlib.import_module("lm.model").MusicGenLM(old_config).to(lm.out_norm.weight.device).eval()
-        old_lm.load_state_dict(lm.state_dict())
-        params_type = importlib.import_module("inference.generation").SamplingParams
-    finally:
-        sys.path.remove(str(folder))
-        for name in [name for name in sys.modules if name.split(".")[0] in PACKAGES]:
-            del sys.modules[name]
-        sys.modules.update(ours)
+    modules = import_from_commit(rev, ["inference.fast", "inference.generation", "lm.config", "lm.model"])
+    fast = modules["inference.fast"]
+    old_config = modules["lm.config"].LMConfig(**dataclasses.asdict(lm.config))
+    old_lm = modules["lm.model"].MusicGenLM(old_config).to(lm.out_norm.weight.device).eval()
+    old_lm.load_state_dict(lm.state_dict())
     for name in dtypes:  # the old path prepares its weights once per dtype: not part of the timing
         if name in DTYPES:
             fast.fast_lm(old_lm, DTYPES[name])
-    return f"{rev[:7]} fast", fast.generate_window_fast, params_type, {"float32": old_lm}
-
-
-PACKAGES = ("lm", "inference", "encodec")
+    return f"{rev[:7]} fast", fast.generate_window_fast, modules["inference.generation"].SamplingParams, \
+        {"float32": old_lm}
 
 
 def time_alternating(variants: dict, repeats: int, device: torch.device) -> tuple[dict[str, list[float]], list[float]]:
