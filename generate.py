@@ -353,9 +353,9 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
     sampling = "greedy" if not p.use_sampling else f"top-k {p.top_k}, top-p {p.top_p:g}, temperature {p.temperature:g}"
     normalize = {"loudness": f"loudness {s.target_lufs:g} LUFS, true peak <= {s.peak_db:g} dBFS",
                  "peak": f"true peak to {s.peak_db:g} dBFS", "none": "none"}[s.normalize]
-    weights = "int8 weights, " if s.quantize == "int8" else ""
+    lm = f"int8 weights, {s.dtype} activations" if s.quantize == "int8" else s.dtype
     graph = ", CUDA graph" if s.cuda_graph else ""
-    rows = [("model", s.model), ("device", f"{s.device}, LM {weights}in {s.dtype}{graph} (T5 and codec float32)"),
+    rows = [("model", s.model), ("device", f"{s.device}, LM in {lm}{graph} (T5 and codec float32)"),
             ("threads", s.threads),
             ("duration", f"{s.duration:g} s" + (f", continuing {s.prompt_audio}" if s.prompt_audio else "")),
             ("sampling", f"{sampling}, cfg {p.cfg_coef:g}"),
