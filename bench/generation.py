@@ -40,9 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import threads  # noqa: E402, I001  (before torch: OpenMP's wait policy)
+import torch  # noqa: E402
 
 import transformers  # noqa: E402
 from baseline import import_from_commit  # noqa: E402
@@ -91,10 +92,11 @@ class Runners:
     (label, window function, {dtype name: that commit's LM}) from `load_baseline`.
     """
 
-    def __init__(self, oracle, models: dict[str, MusicGen], args: argparse.Namespace, baseline=None) -> None:
+    def __init__(self, oracle, models: dict[str, MusicGen], args: argparse.Namespace, baseline=None,
+                 batch: int = 1) -> None:
         self.oracle, self.models, self.args, self.device = oracle, models, args, torch.device(args.device)
-        self.baseline = baseline
-        self.inputs = {k: v.to(self.device) for k, v in word_tokenizer()([PROMPT], return_tensors="pt").items()}
+        self.baseline, self.prompts = baseline, [PROMPT] * batch
+        self.inputs = {k: v.to(self.device) for k, v in word_tokenizer()(self.prompts, return_tensors="pt").items()}
         self.frames = round(args.seconds * 50)
         self.sampling = SamplingParams(top_k=args.top_k, cfg_coef=args.cfg)
 
@@ -104,8 +106,8 @@ class Runners:
 
     def ours(self, name: str) -> torch.Tensor:
         mg = self.models[name]
-        cond = mg._condition([PROMPT], with_null=self.args.cfg > 1)
-        prompt = torch.zeros(1, 4, 0, dtype=torch.long, device=self.device)
+        cond = mg._condition(self.prompts, with_null=self.args.cfg > 1)
+        prompt = torch.zeros(len(self.prompts), 4, 0, dtype=torch.long, device=self.device)
         codes = generate_window(mg.lm, cond, prompt, self.frames, sampling=self.sampling,
                                 cuda_graph=self.args.cuda_graph)
         return mg.decode(codes)
@@ -113,8 +115,8 @@ class Runners:
     def old(self, name: str) -> torch.Tensor:
         _, window_fn, params_type, lms = self.baseline
         mg = next(iter(self.models.values()))  # T5 and the codec are the same in every variant
-        cond = mg._condition([PROMPT], with_null=self.args.cfg > 1)
-        prompt = torch.zeros(1, 4, 0, dtype=torch.long, device=self.device)
+        cond = mg._condition(self.prompts, with_null=self.args.cfg > 1)
+        prompt = torch.zeros(len(self.prompts), 4, 0, dtype=torch.long, device=self.device)
         params = params_type(top_k=self.args.top_k, cfg_coef=self.args.cfg)
         codes = window_fn(lms["float32"], cond, prompt, self.frames, params, compile=self.args.cuda_graph,
                           dtype=DTYPES[name])
@@ -295,7 +297,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="small", help="published LM shape")
     parser.add_argument("--seconds", type=float, default=1.0, help="audio per generation (50 frames per second)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each variant (median)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: the policy of threads.py)")
     parser.add_argument("--variants", type=lambda s: s.split(","), default=["float32", "bfloat16", "int8"],
                         help=f"our LM variants, comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -304,6 +306,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=250)
     parser.add_argument("--cfg", type=float, default=3.0)
     parser.add_argument("--agreement-steps", type=int, default=78, help="teacher-forced steps (x K positions)")
+    parser.add_argument("--batch", type=int, default=8, help="prompts of the batch rows (0: no batch rows)")
+    parser.add_argument("--batch-repeats", type=int, default=2, help="timed rounds of the batch rows")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant peak-memory subprocesses")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -314,9 +318,10 @@ def main() -> None:
     args = parse_args()
     if args.child:
         return child_peak_memory(args.folder, args.child, args)
-    torch.set_num_threads(args.threads)
+    policy = threads.apply_threads(args.threads)
+    args.threads = torch.get_num_threads()  # the children run with the same count
     device = torch.device(args.device)
-    print(f"settings: {vars(args)}")
+    print(f"settings: {vars(args)}; threads {policy}")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {torch.get_num_threads()}, "
           f"device {device}, cpu capability {torch.backends.cpu.get_cpu_capability()}, "
           f"load average {os.getloadavg()[0]:.1f}")
@@ -351,6 +356,11 @@ def main() -> None:
         variants = runners.variants()
         times, bandwidths = time_alternating(variants, args.repeats, device)
         steps = runners.frames + 3
+        batch_times = {}
+        if args.batch > 1:
+            print(f"timing batches of {args.batch} prompts, {args.batch_repeats} alternating rounds:")
+            batch_runners = Runners(oracle, models, args, batch=args.batch)
+            batch_times, _ = time_alternating(batch_runners.variants(), args.batch_repeats, device)
         memory = {} if args.no_memory else {name: peak_memory(folder, name, args) for name in variants
                                             if not name.startswith(baseline[0] if baseline else "-")}
 
@@ -375,6 +385,14 @@ def main() -> None:
         weights, cache = bytes_per_step(mg.lm, steps, 2 if args.cfg > 1 else 1)
         print(f"bandwidth ceiling of a {name} step against transformers' measured speed: "
               f"{bandwidth / (weights + cache) / hf_steps:.2f}x")
+    if batch_times:
+        print(f"\nbatches of {args.batch} prompts ({runners.frames / 50:g} s each):")
+        base = batch_times["transformers fp32"]
+        for name, samples in batch_times.items():
+            ratios = [b / t for b, t in zip(base, samples, strict=True)]
+            print(f"{name:22}{args.batch / statistics.median(samples):7.2f} clips/s"
+                  f"{args.batch * runners.frames / 50 / statistics.median(samples):8.2f} x real time"
+                  f"{statistics.median(ratios):8.2f}x transformers")
     print("speed-up: median over rounds of (transformers fp32 time / variant time) in the same round, end to end; "
           "per round: its range.\nlimit: bandwidth / bytes per step (weights + mean KV cache), the ceiling of "
           "the decode steps.\nRSS: peak resident set (VmHWM) of a fresh process after loading the checkpoint, and "
