@@ -7,8 +7,9 @@ Two layouts are accepted:
 - `MusicgenForCausalLM`: the same names without the `decoder.` prefix and without `enc_to_dec_proj`
   (build its config with cond_dim=None, as `lm_config_from_hf` does for a bare decoder config).
 
-transformers' names come from its conversion of audiocraft's (REFERENCE.md 5.2); audiocraft packs each
-attention's q, k, v into one `in_proj_weight` [3D, D], which transformers splits by rows into q/k/v_proj.
+transformers' names come from its conversion of audiocraft's (`convert_musicgen_transformers.py`, see
+docs/architecture.md 3.1); audiocraft packs each attention's q, k, v into one `in_proj_weight` [3D, D], which
+transformers splits by rows into q/k/v_proj.
 """
 
 from collections.abc import Mapping

@@ -1,6 +1,6 @@
 """The MusicGen transformer: pre-norm layers of causal self-attention, cross-attention and a GELU FFN.
 
-Follows audiocraft's `StreamingTransformer` with MusicGen's settings (REFERENCE.md 1.2-1.3): LayerNorm eps
+Follows audiocraft's `StreamingTransformer` with MusicGen's settings (docs/architecture.md 1.1): LayerNorm eps
 1e-5 before each block, no biases in attention or FFN, exact (erf) GELU, no dropout (0 in every released
 model, so it is left out), softmax scale 1/sqrt(head_dim), sinusoidal positions added once at the input.
 

@@ -1,7 +1,7 @@
 """audiocraft's checkpoint layout (state_dict.bin + compression_state_dict.bin + T5 by name).
 
 A random transformers MusicGen is renamed into audiocraft's names (the inverse of transformers' conversion
-rules, REFERENCE.md 5.2), saved with a matching `xp.cfg`, and must load to the same model as the
+rules, docs/architecture.md 3.1), saved with a matching `xp.cfg`, and must load to the same model as the
 transformers-layout files of the same weights.
 """
 

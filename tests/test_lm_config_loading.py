@@ -9,7 +9,8 @@ from lm.config import LM_PRESETS, LMConfig, lm_config_from_hf, lm_preset
 from lm.loading import StateDictMismatchError, build_lm_from_hf, hf_key_table, load_hf_state_dict
 from lm.model import MusicGenLM
 
-# The "decoder" and the relevant "text_encoder" fields of facebook/musicgen-small's config.json (REFERENCE 5.3).
+# The "decoder" and the relevant "text_encoder" fields of facebook/musicgen-small's config.json
+# (docs/architecture.md 3.2).
 SMALL_CONFIG_JSON = {
     "model_type": "musicgen",
     "text_encoder": {"model_type": "t5", "d_model": 768, "num_layers": 12, "num_heads": 12},

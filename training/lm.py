@@ -9,7 +9,7 @@ One training step, on cached codes [B, K, T] and B captions:
 3. The text conditioner and the LM's projection give cond [B, L, D] (null descriptions: zero vectors).
 4. Teacher forcing over the delay pattern: the LM reads the T + 1 first pattern steps and predicts the next
    one; the loss is each codebook's cross-entropy over the frames it can predict, averaged over codebooks
-   (lm/losses.py, REFERENCE.md section 1.4).
+   (lm/losses.py, docs/architecture.md 1.3).
 AdamW with a linear warmup and a cosine decay; the gradient norm is clipped by the Trainer.
 
 The frozen parts (the codec, a T5 encoder) are not registered submodules: they stay out of the checkpoints,
@@ -62,7 +62,7 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
 
 
 def init_lm_weights(lm: MusicGenLM) -> None:
-    """audiocraft's training init (`weight_init=gaussian`, `depthwise_init=current`, REFERENCE.md 1.2).
+    """audiocraft's training init (`weight_init=gaussian`, `depthwise_init=current`, docs/architecture.md 1.2).
 
     Linear weights ~ truncated normal (±3 std), std = 1 / sqrt(fan_in), divided by sqrt(2 * (i + 1)) inside
     layer i (deeper layers start smaller); embeddings std 1 / sqrt(D); biases zero. Layer norms keep (1, 0).

@@ -6,7 +6,7 @@ checkpoint named by `--resume` < the flags given on the command line.
 Defaults follow audiocraft's MusicGen solver (`config/solver/musicgen/default.yaml`) where it has one: AdamW,
 lr 1e-4, betas (0.9, 0.95), weight decay 0.1 (on every parameter), eps 1e-8, gradient norm clipped to 1.0;
 a linear warmup then a cosine decay to 0 (`musicgen_base_32khz.yaml`: cosine, lr_min_ratio 0); condition
-dropout 0.3 and word dropout 0.3 (`text2music.yaml`, REFERENCE.md section 1.6). Sizes and segments are
+dropout 0.3 and word dropout 0.3 (`text2music.yaml`, docs/architecture.md 1.4). Sizes and segments are
 smaller than the published ones (dim 1024+, 30 s segments, batch 128+) so that a first run fits anywhere;
 the default LM is audiocraft's "base" scale (dim 512, 8 layers, 8 heads).
 """

@@ -4,7 +4,7 @@ Resolution order, later wins: the defaults below < the settings saved in the che
 < the flags given on the command line. So `python train.py codec --resume --out runs/x --max-steps 20000`
 continues run x with its own model and data settings and a new step budget.
 
-Defaults follow audiocraft's compression solver (REFERENCE.md section 4) where it has one: loss weights
+Defaults follow audiocraft's compression solver (docs/architecture.md 2.3) where it has one: loss weights
 l1 0.1, msspec 2, adv 4, feat 4 (balanced), commitment 1 (not balanced), Adam lr 3e-4 betas (0.5, 0.9).
 The published batch is 64 one-second segments; the default here is smaller so that a first run fits anywhere.
 """
