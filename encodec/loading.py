@@ -34,6 +34,7 @@ from encodec.hub import (
     read_xp_cfg,
     torch_load,
 )
+from encodec.inference import prepare_codec_for_inference
 from encodec.model import EncodecModel
 
 # Weight norm: old `torch.nn.utils.weight_norm` names (2023 Hub files, audiocraft, encodec) -> current ones.
@@ -189,7 +190,7 @@ def config_from_encodec_state(state: dict[str, torch.Tensor]) -> EncodecConfig:
 
 
 def load_encodec(source: str | os.PathLike, device: torch.device | str | None = None,
-                 fold_weight_norm: bool = True) -> EncodecModel:
+                 inference: bool = True) -> EncodecModel:
     """Load a published (or our own exported) EnCodec, in eval mode.
 
     Args:
@@ -197,13 +198,14 @@ def load_encodec(source: str | os.PathLike, device: torch.device | str | None = 
             a local folder in transformers or audiocraft layout, or a checkpoint file
             (`compression_state_dict.bin`, an original encodec `.th`).
         device: where to put the model (default CPU).
-        fold_weight_norm: fold weight norm into plain weights (inference); False keeps it for training.
+        inference: fold weight norm and swap in the faster inference modules
+            (`encodec.inference.prepare_codec_for_inference`); False keeps the training form.
     Returns:
         The codec, see `EncodecModel` (`encode`, `decode`, `sample_rate`, `frame_rate`, ...).
     """
     model = _load(str(source))
-    if fold_weight_norm:
-        model.fold_weight_norm()
+    if inference:
+        prepare_codec_for_inference(model)
     return model.to(device).eval()
 
 

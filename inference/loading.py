@@ -34,6 +34,7 @@ from encodec.hub import (
     read_xp_cfg,
     torch_load,
 )
+from encodec.inference import prepare_codec_for_inference
 from encodec.loading import codec_from_hf, load_encodec
 from lm.conditioning import LookupTableConditioner, T5Conditioner
 from lm.config import lm_config_from_audiocraft
@@ -98,7 +99,7 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
     except StateDictMismatchError as err:
         raise CheckpointError(f"{source} (decoder): {err}") from None
     max_duration = float(config.get("max_duration", 30.0))  # written by inference/export.py
-    return MusicGenParts(lm, codec.fold_weight_norm().to(device).eval(), text.to(device), max_duration)
+    return MusicGenParts(lm, prepare_codec_for_inference(codec).to(device), text.to(device), max_duration)
 
 
 def _text_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
