@@ -17,23 +17,26 @@ read with safetensors or `torch.load(weights_only=True)`: loading never runs cod
 """
 
 import json
+import math
 import os
 import re
 from pathlib import Path
 
 import torch
 
-from encodec.config import EncodecConfig, get_preset
-from encodec.hub import (
+from checkpoint_io import (
     CheckpointError,
     file_getter,
     hub_file,
+    load_strict,
     looks_like_repo_id,
     read_hf_weights,
     read_json,
     read_xp_cfg,
+    summarise,
     torch_load,
 )
+from encodec.config import EncodecConfig, get_preset
 from encodec.inference import prepare_codec_for_inference
 from encodec.model import EncodecModel
 
@@ -67,34 +70,20 @@ def rename_keys(state: dict[str, torch.Tensor], renames: list[tuple[str, str]]) 
     return out
 
 
-def _summarise(keys: list[str], limit: int = 8) -> str:
-    keys = sorted(keys)
-    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
+def build_codec(config: EncodecConfig, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
+    """An EncodecModel of `config` holding `state` (our names), strictly checked (`checkpoint_io.load_strict`).
 
-
-def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
-    """Load `state` (our names) into `model`, strictly: every key present, none extra, every shape equal.
-
-    A checkpoint whose weight norm was already folded (plain `conv.weight`) loads into a folded model.
+    The model is built on the meta device (no memory, no random init), then takes the checkpoint's tensors
+    (in float32). A checkpoint whose weight norm was already folded (plain `conv.weight`) loads into a
+    folded model.
     """
-    state = {k: v for k, v in state.items() if not IGNORED_KEYS.search(k)}
-    has_weight_norm = any(".parametrizations.weight." in k for k in state)
-    if not has_weight_norm and hasattr(model, "fold_weight_norm"):
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items() if not IGNORED_KEYS.search(k)}
+    with torch.device("meta"):
+        model = EncodecModel(config)
+    if not any(".parametrizations.weight." in k for k in state):
         model.fold_weight_norm()
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{origin} does not match the model built from its config: "
-            f"missing keys: [{_summarise(missing)}]; unexpected keys: [{_summarise(unexpected)}]"
-        )
-    wrong = [f"{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}"
-             for k, v in expected.items() if state[k].shape != v.shape]
-    if wrong:
-        raise CheckpointError(f"{origin} has tensors of the wrong shape: {_summarise(wrong, 5)}")
-    model.load_state_dict(state)
+    load_strict(model, state, origin, assign=True)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -119,7 +108,7 @@ def config_from_hf(cfg: dict) -> EncodecConfig:
     bins = cfg.get("codebook_size", 1024)
     bandwidths = cfg.get("target_bandwidths", (1.5, 3.0, 6.0, 12.0, 24.0))
     # transformers' rule: the codebooks that fit the highest bandwidth, at the rounded-up frame rate.
-    frame_rate = -(-sample_rate // int(torch.tensor(ratios).prod()))
+    frame_rate = -(-sample_rate // math.prod(ratios))
     n_q = int(1000 * max(bandwidths) // (frame_rate * (bins - 1).bit_length()))
     return EncodecConfig(
         sample_rate=sample_rate, channels=cfg.get("audio_channels", 1), dimension=hidden,
@@ -239,9 +228,7 @@ def _load_hf(config: dict, get_file, origin: str) -> EncodecModel:
 
 def codec_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
     """An EncodecModel from a transformers EnCodec config dict and its tensors (names without prefix)."""
-    model = EncodecModel(config_from_hf(config))
-    load_state_into(model, rename_keys(state, HF_RENAMES), origin)
-    return model
+    return build_codec(config_from_hf(config), rename_keys(state, HF_RENAMES), origin)
 
 
 def _load_file(path: Path) -> EncodecModel:
@@ -255,16 +242,13 @@ def _load_file(path: Path) -> EncodecModel:
     if "pretrained" in content:  # audiocraft's pointer form: the codec lives in an HF repo
         return _load(str(content["pretrained"]))
     if "best_state" in content and "xp.cfg" in content:
-        model = EncodecModel(config_from_audiocraft(content["xp.cfg"]))
         state = content["best_state"]
         state = state.get("model", state)  # some exports nest the weights once more
-        load_state_into(model, rename_keys(state, AUDIOCRAFT_RENAMES), str(path))
-        return model
+        return build_codec(config_from_audiocraft(content["xp.cfg"]), rename_keys(state, AUDIOCRAFT_RENAMES),
+                           str(path))
     if "encoder.model.0.conv.conv.weight_v" in content:  # the original encodec package
-        model = EncodecModel(config_from_encodec_state(content))
-        load_state_into(model, rename_keys(content, AUDIOCRAFT_RENAMES), str(path))
-        return model
-    raise CheckpointError(f"{path}: unknown checkpoint format (top-level keys: {_summarise(list(content))})")
+        return build_codec(config_from_encodec_state(content), rename_keys(content, AUDIOCRAFT_RENAMES), str(path))
+    raise CheckpointError(f"{path}: unknown checkpoint format (top-level keys: {summarise(list(content))})")
 
 
 def save_encodec(model: EncodecModel, folder: str | os.PathLike) -> Path:

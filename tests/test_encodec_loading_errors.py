@@ -137,7 +137,7 @@ def test_an_unreachable_hub_is_detected_at_once(monkeypatch):
 
     import huggingface_hub
 
-    from encodec import hub
+    import checkpoint_io as hub
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     assert not hub.hub_reachable()

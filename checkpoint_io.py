@@ -1,7 +1,10 @@
-"""Finding and reading checkpoint files: local paths or Hugging Face Hub repos, safetensors or torch files.
+"""Finding, reading and strictly loading checkpoint files: local paths or Hugging Face Hub repos.
 
-Shared by the codec and MusicGen loaders. Nothing here knows about model architectures. Every reader is
-safe: safetensors, or `torch.load(weights_only=True)`, which refuses pickles that would run code.
+Shared by the codec loader (`encodec/loading.py`) and the MusicGen loaders (`lm/loading.py`,
+`inference/loading.py`). Nothing here knows about model architectures. Every reader is safe: safetensors, or
+`torch.load(weights_only=True)`, which refuses pickles that would run code.
+
+Errors are one type, `CheckpointError`, whose message names the culprit (file, key or tensor).
 """
 
 import functools
@@ -10,15 +13,21 @@ import os
 import re
 import socket
 import urllib.parse
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read: missing file, unknown format, or tensors that do not fit."""
+    """A checkpoint that cannot be read: missing file, unknown format, bad config, or tensors that do not fit."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Hub
 
 
 def looks_like_repo_id(source: str) -> bool:
@@ -53,7 +62,7 @@ def _can_connect(host: str, port: int, timeout: float = 3.0) -> bool:
 def hub_file(repo_id: str, filename: str, required: bool = True) -> Path | None:
     """Download one file of a Hub repo into the standard Hugging Face cache (or find it there).
 
-    Returns None when the repo has no such file and `required` is False. When the Hub cannot be reached
+    Returns None when the file is not available and `required` is False. When the Hub cannot be reached
     only the cache is consulted.
     """
     from huggingface_hub import hf_hub_download
@@ -74,6 +83,18 @@ def hub_file(repo_id: str, filename: str, required: bool = True) -> Path | None:
         return None
     except RepositoryNotFoundError:
         raise CheckpointError(f"{repo_id!r} is neither a local path nor a Hugging Face Hub repo") from None
+
+
+def file_getter(source: str | os.PathLike) -> Callable[[str], Path | None]:
+    """A `name -> Path | None` function over a local folder or a Hub repo id."""
+    if Path(source).is_dir():
+        folder = Path(source)
+        return lambda name: folder / name if (folder / name).is_file() else None
+    return lambda name: hub_file(str(source), name, required=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files
 
 
 def read_json(path: Path) -> dict:
@@ -103,7 +124,7 @@ def _read_safetensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read {path} as safetensors: {err}") from None
 
 
-def read_hf_weights(get_file, prefix: str = "") -> dict[str, torch.Tensor]:
+def read_hf_weights(get_file: Callable[[str], Path | None], prefix: str = "") -> dict[str, torch.Tensor]:
     """The tensors of a transformers-layout checkpoint whose names start with `prefix` (prefix removed).
 
     Args:
@@ -124,14 +145,6 @@ def read_hf_weights(get_file, prefix: str = "") -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in torch_load(legacy).items() if k.startswith(prefix)}
     raise CheckpointError("no weights found: expected model.safetensors, model.safetensors.index.json "
                           "or pytorch_model.bin")
-
-
-def file_getter(source: str | os.PathLike):
-    """A `name -> Path | None` function over a local folder or a Hub repo id."""
-    if Path(source).is_dir():
-        folder = Path(source)
-        return lambda name: folder / name if (folder / name).is_file() else None
-    return lambda name: hub_file(str(source), name, required=False)
 
 
 def _resolve_interpolations(node, root: dict):
@@ -161,3 +174,64 @@ def read_xp_cfg(xp_cfg: str | dict) -> dict:
         return _resolve_interpolations(root, root)
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"the checkpoint's xp.cfg has an unresolvable interpolation: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tensors
+
+
+def summarise(keys, limit: int = 8) -> str:
+    keys = sorted(keys)
+    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def rename_with_table(state: Mapping[str, torch.Tensor], table: Mapping[str, str | tuple[str, ...]], origin: str,
+                      ignored: Callable[[str], bool] = lambda name: False) -> dict[str, torch.Tensor]:
+    """Rename a checkpoint's tensors through `table`, strictly.
+
+    Args:
+        state: {checkpoint name: tensor}.
+        table: {checkpoint name: our name}, or a tuple of our names for a packed tensor that is split into
+            equal row blocks (audiocraft's `in_proj_weight` -> q, k, v).
+        origin: names the checkpoint in errors.
+        ignored: checkpoint names that belong to no model here (another loader's tensors, recomputed tables).
+    Raises:
+        CheckpointError: naming every table entry missing from `state` and every unexpected tensor.
+    """
+    missing = [name for name in table if name not in state]
+    unexpected = [name for name in state if name not in table and not ignored(name)]
+    if missing or unexpected:
+        raise CheckpointError(f"{origin} does not fit the model its config describes: "
+                              f"missing: [{summarise(missing)}]; unexpected: [{summarise(unexpected)}]")
+    out = {}
+    for theirs, ours in table.items():
+        if isinstance(ours, tuple):
+            tensor = state[theirs]
+            if tensor.dim() == 0 or tensor.shape[0] % len(ours):
+                raise CheckpointError(f"{origin}: {theirs} of shape {list(tensor.shape)} does not split into "
+                                      f"{len(ours)} row blocks")
+            out |= dict(zip(ours, tensor.chunk(len(ours), dim=0), strict=True))
+        else:
+            out[ours] = state[theirs]
+    return out
+
+
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str, assign: bool = False) -> None:
+    """Load `state` (our names) into `model`: every key present, none extra, every shape equal.
+    The one loader of the project; each failure is one `CheckpointError` naming the tensors.
+
+    Args:
+        assign: take the tensors themselves as parameters (for a model built on the meta device).
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise CheckpointError(f"{origin} does not match the model built from its config: "
+                              f"missing keys: [{summarise(missing)}]; unexpected keys: [{summarise(unexpected)}]")
+    wrong = [f"{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}"
+             for k, v in expected.items() if state[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"{origin} has tensors of the wrong shape: {summarise(wrong, 5)}")
+    model.load_state_dict(dict(state), strict=True, assign=assign)
