@@ -218,8 +218,8 @@ def rename_with_table(state: Mapping[str, torch.Tensor], table: Mapping[str, str
 
 
 def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str, assign: bool = False) -> None:
-    """Load `state` (our names) into `model`: every key present, none extra, every shape equal.
-    The one loader of the project; each failure is one `CheckpointError` naming the tensors.
+    """Load `state` (our names) into `model`: every key present, none extra, every shape and kind equal, and
+    every value finite. The one loader of the project; each failure is one `CheckpointError` naming the tensor.
 
     Args:
         assign: take the tensors themselves as parameters (for a model built on the meta device).
@@ -234,4 +234,9 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str
              for k, v in expected.items() if state[k].shape != v.shape]
     if wrong:
         raise CheckpointError(f"{origin} has tensors of the wrong shape: {summarise(wrong, 5)}")
+    for name, tensor in state.items():
+        if expected[name].is_floating_point() and not tensor.is_floating_point():
+            raise CheckpointError(f"{origin}: tensor {name} has dtype {tensor.dtype}, expected floating point")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{origin}: tensor {name} holds NaN or infinite values")
     model.load_state_dict(dict(state), strict=True, assign=assign)

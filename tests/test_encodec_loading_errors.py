@@ -155,3 +155,14 @@ def test_an_unreachable_hub_is_detected_at_once(monkeypatch):
         port = closed.getsockname()[1]  # bound, not listening: connections are refused
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
         assert not hub.hub_reachable()
+
+
+def test_non_finite_weight_is_named(hf32, tmp_path):
+    def edit(state):
+        name = "encoder.layers.3.conv.parametrizations.weight.original1"
+        state[name] = state[name].clone()
+        state[name][0, 0, 0] = float("nan")
+
+    with pytest.raises(CheckpointError, match=r"tensor encoder.layers.3.conv.parametrizations.weight.original1 "
+                                              r"holds NaN or infinite values"):
+        load_encodec(_copy_with(hf32, tmp_path, edit_state=edit))
