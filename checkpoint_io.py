@@ -4,11 +4,12 @@ Shared by the codec loader (`encodec/loading.py`) and the MusicGen loaders (`lm/
 `inference/loading.py`). Nothing here knows about model architectures. Every reader is safe: safetensors, or
 `torch.load(weights_only=True)`, which refuses pickles that would run code.
 
-Errors are one type, `CheckpointError`, whose message names the culprit (file, key or tensor).
+Errors are one type, `CheckpointError`, whose message names the culprit (file, field or tensor).
 """
 
 import functools
 import json
+import math
 import os
 import re
 import socket
@@ -98,10 +99,14 @@ def file_getter(source: str | os.PathLike) -> Callable[[str], Path | None]:
 
 
 def read_json(path: Path) -> dict:
+    """A JSON file that must hold an object (a config), as a dict."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        content = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from None
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(content).__name__}, not an object")
+    return content
 
 
 def torch_load(path: Path) -> dict:
@@ -136,10 +141,15 @@ def read_hf_weights(get_file: Callable[[str], Path | None], prefix: str = "") ->
     if (single := get_file("model.safetensors")) is not None:
         return _read_safetensors(single, prefix)
     if (index := get_file("model.safetensors.index.json")) is not None:
-        shards = sorted({f for k, f in read_json(index)["weight_map"].items() if k.startswith(prefix)})
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index} has no 'weight_map' object")
+        shards = sorted({str(f) for k, f in weight_map.items() if k.startswith(prefix)})
         state: dict[str, torch.Tensor] = {}
         for shard in shards:
-            state.update(_read_safetensors(get_file(shard), prefix))
+            if Path(shard).name != shard or (path := get_file(shard)) is None:
+                raise CheckpointError(f"{index} names the shard {shard!r}, which is not in the checkpoint")
+            state.update(_read_safetensors(path, prefix))
         return state
     if (legacy := get_file("pytorch_model.bin")) is not None:
         return {k[len(prefix):]: v for k, v in torch_load(legacy).items() if k.startswith(prefix)}
@@ -167,13 +177,81 @@ def read_xp_cfg(xp_cfg: str | dict) -> dict:
     """
     import yaml
 
-    root = yaml.safe_load(xp_cfg) if isinstance(xp_cfg, str) else xp_cfg
+    try:
+        root = yaml.safe_load(xp_cfg) if isinstance(xp_cfg, str) else xp_cfg
+    except yaml.YAMLError as err:
+        raise CheckpointError(f"the checkpoint's xp.cfg is not valid YAML: {err}") from None
     if not isinstance(root, dict):
         raise CheckpointError("the checkpoint's xp.cfg is not a YAML mapping")
     try:
         return _resolve_interpolations(root, root)
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, RecursionError) as err:
         raise CheckpointError(f"the checkpoint's xp.cfg has an unresolvable interpolation: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Configs: every number checked before anything is built
+
+
+def section(config: Mapping, name: str, origin: str) -> dict:
+    """`config[name]`, which must be a JSON object."""
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{origin}: the config is a {type(config).__name__}, not an object")
+    if name not in config:
+        raise CheckpointError(f"{origin}: the config has no {name!r} section")
+    value = config[name]
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"{origin}: the config's {name!r} section is a {type(value).__name__}, not an object")
+    return dict(value)
+
+
+def int_field(config: Mapping, name: str, origin: str, low: int, high: int, default: int | None = None) -> int:
+    """`config[name]` (or `default` when absent), an integer in [low, high]."""
+    if name not in config and default is not None:
+        return default
+    if name not in config:
+        raise CheckpointError(f"{origin}: the config has no {name!r}")
+    value = config[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CheckpointError(f"{origin}: {name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise CheckpointError(f"{origin}: {name} = {value} is outside the supported range [{low}, {high}]")
+    return value
+
+
+def float_field(config: Mapping, name: str, origin: str, low: float, high: float,
+                default: float | None = None) -> float:
+    """`config[name]` (or `default` when absent), a finite number in [low, high]."""
+    if name not in config and default is not None:
+        return default
+    value = config.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CheckpointError(f"{origin}: {name} must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise CheckpointError(f"{origin}: {name} = {value} is outside the supported range [{low}, {high}]")
+    return float(value)
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still use (MemAvailable on Linux, else physical memory)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_size(num_params: int, what: str, origin: str, bytes_per_param: int = 4) -> None:
+    """Refuse, before anything is allocated, a model whose parameters would not fit in the memory left."""
+    needed, free = num_params * bytes_per_param, available_memory()
+    if needed > free:
+        raise CheckpointError(f"{origin}: its config describes a {what} of {num_params / 1e9:.2f} G parameters "
+                              f"({needed / 2**30:.1f} GiB), more than the {free / 2**30:.1f} GiB of memory available")
 
 
 # ---------------------------------------------------------------------------------------------------------

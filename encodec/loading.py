@@ -26,8 +26,11 @@ import torch
 
 from checkpoint_io import (
     CheckpointError,
+    check_size,
     file_getter,
+    float_field,
     hub_file,
+    int_field,
     load_strict,
     looks_like_repo_id,
     read_hf_weights,
@@ -73,13 +76,14 @@ def rename_keys(state: dict[str, torch.Tensor], renames: list[tuple[str, str]]) 
 def build_codec(config: EncodecConfig, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
     """An EncodecModel of `config` holding `state` (our names), strictly checked (`checkpoint_io.load_strict`).
 
-    The model is built on the meta device (no memory, no random init), then takes the checkpoint's tensors
-    (in float32). A checkpoint whose weight norm was already folded (plain `conv.weight`) loads into a
-    folded model.
+    The model is built on the meta device (no memory, no random init) and its size checked against the
+    memory available before it takes the checkpoint's tensors (in float32). A checkpoint whose weight norm
+    was already folded (plain `conv.weight`) loads into a folded model.
     """
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items() if not IGNORED_KEYS.search(k)}
     with torch.device("meta"):
         model = EncodecModel(config)
+    check_size(sum(t.numel() for t in model.state_dict().values()), "codec", origin)
     if not any(".parametrizations.weight." in k for k in state):
         model.fold_weight_norm()
     load_strict(model, state, origin, assign=True)
@@ -90,37 +94,62 @@ def build_codec(config: EncodecConfig, state: dict[str, torch.Tensor], origin: s
 # Configs
 
 
-def config_from_hf(cfg: dict) -> EncodecConfig:
+def config_from_hf(cfg: dict, origin: str = "config.json") -> EncodecConfig:
     """Our config from a transformers `EncodecConfig` dict (`config.json`, or MusicGen's `audio_encoder`).
 
-    A missing field takes transformers' default for it (e.g. `use_causal_conv` defaults to True there).
+    A missing field takes transformers' default for it (e.g. `use_causal_conv` defaults to True there). Every
+    number is checked (type and range) before anything is built; a bad one is a `CheckpointError` naming it.
     """
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{origin}: the codec config is a {type(cfg).__name__}, not an object")
     unsupported = {"normalize": False, "chunk_length_s": None}
     for field, ok in unsupported.items():
         if cfg.get(field, ok) not in (ok, 0, False):
             raise CheckpointError(f"EnCodec checkpoints with {field}={cfg[field]!r} (the 48 kHz model's chunked "
                                   "normalisation) are not supported; MusicGen uses the 32 kHz codec")
-    hidden = cfg.get("hidden_size", 128)
+
+    def number(name: str, default: int, low: int = 1, high: int = 65_536) -> int:
+        return int_field(cfg, name, origin, low, high, default)
+
+    hidden = number("hidden_size", 128)
     if cfg.get("codebook_dim") not in (None, hidden):
         raise CheckpointError(f"codebook_dim {cfg['codebook_dim']} != hidden_size {hidden} is not supported")
-    sample_rate = cfg.get("sampling_rate", 24_000)
-    ratios = tuple(cfg.get("upsampling_ratios", (8, 5, 4, 2)))
-    bins = cfg.get("codebook_size", 1024)
+    sample_rate = number("sampling_rate", 24_000, high=1_000_000)
+    ratios = _int_list(cfg, "upsampling_ratios", (8, 5, 4, 2), origin)
+    bins = number("codebook_size", 1024, low=2, high=2**20)
     bandwidths = cfg.get("target_bandwidths", (1.5, 3.0, 6.0, 12.0, 24.0))
+    if not isinstance(bandwidths, list | tuple) or not bandwidths:
+        raise CheckpointError(f"{origin}: target_bandwidths must be a non-empty list, got {bandwidths!r}")
+    bandwidth = max(float_field({"target_bandwidths": b}, "target_bandwidths", origin, 1e-3, 1e4) for b in bandwidths)
     # transformers' rule: the codebooks that fit the highest bandwidth, at the rounded-up frame rate.
     frame_rate = -(-sample_rate // math.prod(ratios))
-    n_q = int(1000 * max(bandwidths) // (frame_rate * (bins - 1).bit_length()))
-    return EncodecConfig(
-        sample_rate=sample_rate, channels=cfg.get("audio_channels", 1), dimension=hidden,
-        n_filters=cfg.get("num_filters", 32), ratios=ratios, n_residual_layers=cfg.get("num_residual_layers", 1),
-        kernel_size=cfg.get("kernel_size", 7), last_kernel_size=cfg.get("last_kernel_size", 7),
-        residual_kernel_size=cfg.get("residual_kernel_size", 3),
-        dilation_base=cfg.get("dilation_growth_rate", 2), compress=cfg.get("compress", 2),
-        lstm_layers=cfg.get("num_lstm_layers", 2), true_skip=not cfg.get("use_conv_shortcut", True),
-        causal=cfg.get("use_causal_conv", True), pad_mode=cfg.get("pad_mode", "reflect"),
-        norm=cfg.get("norm_type", "weight_norm"), trim_right_ratio=cfg.get("trim_right_ratio", 1.0),
-        n_q=n_q, bins=bins, q_dropout=len(bandwidths) > 1,
-    )
+    n_q = int(1000 * bandwidth // (frame_rate * (bins - 1).bit_length()))
+    if not 1 <= n_q <= 1024:
+        raise CheckpointError(f"{origin}: target_bandwidths {bandwidths} give {n_q} codebooks at {frame_rate} Hz "
+                              f"and {bins} codes (between 1 and 1024 are supported)")
+    try:
+        return EncodecConfig(
+            sample_rate=sample_rate, channels=number("audio_channels", 1, high=2), dimension=hidden,
+            n_filters=number("num_filters", 32), ratios=ratios,
+            n_residual_layers=number("num_residual_layers", 1, low=0, high=64),
+            kernel_size=number("kernel_size", 7, high=1024), last_kernel_size=number("last_kernel_size", 7, high=1024),
+            residual_kernel_size=number("residual_kernel_size", 3, high=1024),
+            dilation_base=number("dilation_growth_rate", 2, high=1024), compress=number("compress", 2, high=1024),
+            lstm_layers=number("num_lstm_layers", 2, high=64), true_skip=not cfg.get("use_conv_shortcut", True),
+            causal=bool(cfg.get("use_causal_conv", True)), pad_mode=cfg.get("pad_mode", "reflect"),
+            norm=cfg.get("norm_type", "weight_norm"),
+            trim_right_ratio=float_field(cfg, "trim_right_ratio", origin, 0.0, 1.0, 1.0),
+            n_q=n_q, bins=bins, q_dropout=len(bandwidths) > 1,
+        )
+    except ValueError as err:  # pad_mode, norm_type: the config's own checks
+        raise CheckpointError(f"{origin}: {err}") from None
+
+
+def _int_list(cfg: dict, name: str, default: tuple[int, ...], origin: str) -> tuple[int, ...]:
+    values = cfg.get(name, default)
+    if not isinstance(values, list | tuple) or not 1 <= len(values) <= 16:
+        raise CheckpointError(f"{origin}: {name} must be a list of 1 to 16 integers, got {values!r}")
+    return tuple(int_field({name: v}, name, origin, 1, 1024) for v in values)
 
 
 def config_to_hf(config: EncodecConfig) -> dict:
@@ -228,7 +257,7 @@ def _load_hf(config: dict, get_file, origin: str) -> EncodecModel:
 
 def codec_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
     """An EncodecModel from a transformers EnCodec config dict and its tensors (names without prefix)."""
-    return build_codec(config_from_hf(config), rename_keys(state, HF_RENAMES), origin)
+    return build_codec(config_from_hf(config, origin), rename_keys(state, HF_RENAMES), origin)
 
 
 def _load_file(path: Path) -> EncodecModel:

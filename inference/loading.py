@@ -24,21 +24,24 @@ import torch
 
 from checkpoint_io import (
     CheckpointError,
+    check_size,
     file_getter,
     hub_file,
     hub_reachable,
+    int_field,
     load_strict,
     looks_like_repo_id,
     read_hf_weights,
     read_json,
     read_xp_cfg,
+    section,
     torch_load,
 )
 from encodec import EncodecModel
 from encodec.inference import prepare_codec_for_inference
-from encodec.loading import codec_from_hf, load_encodec
+from encodec.loading import codec_from_hf, config_from_hf, load_encodec
 from lm.conditioning import LookupTableConditioner, T5Conditioner
-from lm.config import lm_config_from_audiocraft
+from lm.config import lm_config_from_audiocraft, lm_config_from_hf
 from lm.loading import build_lm_from_audiocraft, build_lm_from_hf
 from lm.model import MusicGenLM
 
@@ -92,9 +95,13 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
     if model_type not in ("musicgen", "musicgen_melody"):
         raise CheckpointError(f"{source}: a {model_type!r} checkpoint; expected a MusicGen one (model_type "
                               "'musicgen' or 'musicgen_melody')")
+    origin = f"{source}/config.json"
+    audio_config, text_config = section(config, "audio_encoder", origin), section(config, "text_encoder", origin)
+    config_from_hf(audio_config, f"{origin} (audio_encoder)")  # every number checked before anything is read
+    lm_config_from_hf(config, origin)
     state = read_hf_weights(file_getter(source))
-    codec = codec_from_hf(config["audio_encoder"], _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
-    text = _text_from_hf(config["text_encoder"], _strip(state, "text_encoder."), source)
+    codec = codec_from_hf(audio_config, _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
+    text = _text_from_hf(text_config, _strip(state, "text_encoder."), source)
     lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype, origin=f"{source} (decoder)")
     max_duration = float(config.get("max_duration", 30.0))  # written by inference/export.py
     return MusicGenParts(lm, prepare_codec_for_inference(codec).to(device), text.to(device), max_duration)
@@ -104,9 +111,13 @@ def _text_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> 
     """T5 (published models) or the word lookup table (small models trained here, see inference/export.py)."""
     if config.get("model_type") != "lookup_table":
         return T5Conditioner(_t5_from_hf(config, state, source), load_tokenizer(source))
+    origin = f"{source} (text_encoder)"
+    num_bins, dim = int_field(config, "num_bins", origin, 1, 2**24), int_field(config, "d_model", origin, 1, 65_536)
+    max_words = int_field(config, "max_words", origin, 1, 100_000, default=32)
     with torch.device("meta"):
-        text = LookupTableConditioner(int(config["num_bins"]), int(config["d_model"]), int(config.get("max_words", 32)))
-    load_strict(text, {k: v.float() for k, v in state.items()}, f"{source} (text_encoder)", assign=True)
+        text = LookupTableConditioner(num_bins, dim, max_words)
+    check_size(num_bins * dim, "word table", origin)
+    load_strict(text, {k: v.float() for k, v in state.items()}, origin, assign=True)
     return text.eval()
 
 
@@ -119,7 +130,7 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
     text_proj = state.get("condition_provider.conditioners.description.output_proj.weight")  # [D, D_text]
     try:
         config = lm_config_from_audiocraft(cfg, None if text_proj is None else text_proj.shape[1])
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{lm_file}: xp.cfg: {err}") from None
     lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype, origin=str(lm_file))
     t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")
@@ -135,17 +146,27 @@ def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _t5_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> torch.nn.Module:
+def _t5_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
     """transformers' T5 encoder with the checkpoint's weights (built on the meta device: no random init)."""
     from transformers import T5Config, T5EncoderModel
 
+    origin = f"{source} (text_encoder)"
+    for field, high in (("vocab_size", 2**20), ("d_model", 65_536), ("d_kv", 65_536), ("d_ff", 2**20),
+                        ("num_layers", 1024), ("num_heads", 1024)):
+        if field in config:
+            int_field(config, field, origin, 1, high)
+    try:
+        t5_config = T5Config.from_dict(config)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{origin}: not a T5 config: {err}") from None
     with torch.device("meta"):
-        model = T5EncoderModel(T5Config.from_dict(config))
+        model = T5EncoderModel(t5_config)
+    check_size(sum(t.numel() for t in model.state_dict().values()), "text encoder", origin)
     state = dict(state)
     state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))  # tied to `shared`
     state.setdefault("shared.weight", state.get("encoder.embed_tokens.weight"))
     state = {k: v.float() for k, v in state.items() if v is not None}
-    load_strict(model, state, f"{origin} (text_encoder)", assign=True)
+    load_strict(model, state, origin, assign=True)
     model.encoder.embed_tokens.weight = model.shared.weight
     return model.float().eval()
 

@@ -2,7 +2,7 @@
 
 Three layouts are accepted, each mapped by a table {checkpoint name: our name} built from the config
 (`hf_key_table`, `audiocraft_key_table`) and loaded strictly by `checkpoint_io` (every name and shape
-checked; one `CheckpointError` naming the culprits):
+checked, every value finite; one `CheckpointError` naming the culprit):
 - `MusicgenForConditionalGeneration` (the Hub's `model.safetensors`): LM keys under `decoder.`, the text
   projection as `enc_to_dec_proj.*`; the `text_encoder.*` and `audio_encoder.*` keys are skipped here
   (the T5 and EnCodec loaders read them).
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from checkpoint_io import CheckpointError, load_strict, rename_with_table
+from checkpoint_io import CheckpointError, check_size, load_strict, rename_with_table
 
 from .config import LMConfig, lm_config_from_hf
 from .model import MusicGenLM
@@ -195,7 +195,7 @@ def build_lm_from_hf(
     Returns:
         the LM in eval mode.
     """
-    lm_config = lm_config_from_hf(config)
+    lm_config = lm_config_from_hf(config, origin)
     return build_lm(lm_config, convert_hf_state_dict(state_dict, lm_config, origin), device, dtype, origin)
 
 
@@ -208,8 +208,10 @@ def build_lm_from_audiocraft(config: LMConfig, state_dict: Mapping[str, torch.Te
 
 def build_lm(config: LMConfig, converted: Mapping[str, torch.Tensor], device=None, dtype=None,
              origin: str = "the checkpoint") -> MusicGenLM:
-    """A MusicGenLM built on the meta device (no random init) that takes `converted` (our names) as its tensors."""
+    """A MusicGenLM built on the meta device (no random init, its size checked against the memory available)
+    that takes `converted` (our names) as its tensors."""
     with torch.device("meta"):
         lm = MusicGenLM(config)
+    check_size(sum(t.numel() for t in lm.state_dict().values()), "language model", origin)
     load_strict(lm, converted, origin, assign=True)
     return lm.to(device=device, dtype=dtype).eval()

@@ -166,3 +166,22 @@ def test_non_finite_weight_is_named(hf32, tmp_path):
     with pytest.raises(CheckpointError, match=r"tensor encoder.layers.3.conv.parametrizations.weight.original1 "
                                               r"holds NaN or infinite values"):
         load_encodec(_copy_with(hf32, tmp_path, edit_state=edit))
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda config: config.update(num_filters=10**6), "num_filters = 1000000 is outside"),
+    (lambda config: config.update(upsampling_ratios=[8, 0]), "upsampling_ratios = 0 is outside"),
+    (lambda config: config.update(sampling_rate=0), "sampling_rate = 0 is outside"),
+    (lambda config: config.update(num_lstm_layers=10**5), "num_lstm_layers = 100000 is outside"),
+    (lambda config: config.update(codebook_size=10**9), "codebook_size = 1000000000 is outside"),
+])
+def test_malformed_codec_config_names_the_field(hf32, tmp_path, edit, needle):
+    with pytest.raises(CheckpointError, match=needle):
+        load_encodec(_copy_with(hf32, tmp_path, edit_config=edit))
+
+
+def test_config_that_is_not_an_object(hf32, tmp_path):
+    folder = _copy_with(hf32, tmp_path)
+    (folder / "config.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="holds a JSON list, not an object"):
+        load_encodec(folder)

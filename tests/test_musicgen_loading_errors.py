@@ -1,5 +1,6 @@
 """Bad MusicGen checkpoints (both layouts, T5 or word table) give one `CheckpointError` naming the culprit."""
 
+import json
 import shutil
 
 import pytest
@@ -105,3 +106,79 @@ def test_integer_weights_are_refused(t5_folder, tmp_path):
 
     with pytest.raises(CheckpointError, match=r"tensor heads.0.weight has dtype torch.int64"):
         MusicGen.from_pretrained(edited_copy(t5_folder, tmp_path, edit), device="cpu")
+
+
+# ---- issue 14 item 4: malformed configs are refused before anything is built, naming the field
+
+def edited_config(folder, tmp_path, edit):
+    copy = tmp_path / "edited"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    replaced = edit(config)  # edits in place, or returns a whole new config
+    config = config if replaced is None else replaced
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def setter(*path_and_value):
+    *path, field, value = path_and_value
+
+    def edit(config):
+        node = config
+        for key in path:
+            node = node[key]
+        if value is DELETE:
+            del node[field]
+        else:
+            node[field] = value
+
+    return edit
+
+
+DELETE = object()
+BAD_CONFIGS = {
+    "config is a list": (lambda config: [], "holds a JSON list, not an object"),
+    "decoder is a list": (setter("decoder", []), "'decoder' section is a list"),
+    "audio_encoder is a list": (setter("audio_encoder", []), "'audio_encoder' section is a list"),
+    "text_encoder is a list": (setter("text_encoder", []), "'text_encoder' section is a list"),
+    "no decoder": (setter("decoder", DELETE), "has no 'decoder' section"),
+    "zero heads": (setter("decoder", "num_attention_heads", 0), "num_attention_heads = 0 is outside"),
+    "heads not dividing": (setter("decoder", "num_attention_heads", 5), "not divisible by num_attention_heads 5"),
+    "million layers": (setter("decoder", "num_hidden_layers", 1e6), "num_hidden_layers must be an integer"),
+    "million layers (int)": (setter("decoder", "num_hidden_layers", 10**6), "num_hidden_layers = 1000000"),
+    "string width": (setter("decoder", "hidden_size", "32"), "hidden_size must be an integer"),
+    "zero ratio": (setter("audio_encoder", "upsampling_ratios", [4, 0]), "upsampling_ratios = 0 is outside"),
+    "zero sampling rate": (setter("audio_encoder", "sampling_rate", 0), "sampling_rate = 0 is outside"),
+    "million filters": (setter("audio_encoder", "num_filters", 10**6), "num_filters = 1000000 is outside"),
+    "billion codes": (setter("audio_encoder", "codebook_size", 10**9), "codebook_size = 1000000000 is outside"),
+    "100k LSTM layers": (setter("audio_encoder", "num_lstm_layers", 10**5), "num_lstm_layers = 100000 is outside"),
+    "no bandwidth": (setter("audio_encoder", "target_bandwidths", []), "target_bandwidths must be a non-empty"),
+    "T5 vocabulary of 1e9": (setter("text_encoder", "vocab_size", 10**9), "vocab_size = 1000000000 is outside"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS, ids=list(BAD_CONFIGS))
+def test_malformed_config_is_one_checkpoint_error(t5_folder, tmp_path, case):
+    edit, needle = BAD_CONFIGS[case]
+    with pytest.raises(CheckpointError) as err:
+        MusicGen.from_pretrained(edited_config(t5_folder, tmp_path, edit), device="cpu")
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("num_bins", "needle"), [
+    (10**9, "num_bins = 1000000000 is outside"),
+    (10**7, r"embedding.weight: checkpoint [50, 32] vs model [10000000, 32]"),  # built on meta: nothing allocated
+])
+def test_huge_word_tables_are_refused_before_allocating(table_folder, tmp_path, num_bins, needle):
+    folder = edited_config(table_folder, tmp_path, setter("text_encoder", "num_bins", num_bins))
+    with pytest.raises(CheckpointError) as err:
+        MusicGen.from_pretrained(folder, device="cpu")
+    assert needle in str(err.value)
+
+
+def test_a_model_larger_than_memory_is_refused_before_building(t5_folder, monkeypatch):
+    import checkpoint_io
+
+    monkeypatch.setattr(checkpoint_io, "available_memory", lambda: 1000)  # bytes: less than any part needs
+    with pytest.raises(CheckpointError, match=r"describes a codec of .* more than the 0.0 GiB of memory available"):
+        MusicGen.from_pretrained(t5_folder, device="cpu")
