@@ -110,7 +110,7 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
 def _text_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
     """T5 (published models) or the word lookup table (small models trained here, see inference/export.py)."""
     if config.get("model_type") != "lookup_table":
-        return T5Conditioner(_t5_from_hf(config, state, source), load_tokenizer(source))
+        return T5Conditioner(_t5_from_hf(config, state, source), load_tokenizer(source, config))
     origin = f"{source} (text_encoder)"
     num_bins, dim = int_field(config, "num_bins", origin, 1, 2**24), int_field(config, "d_model", origin, 1, 65_536)
     max_words = int_field(config, "max_words", origin, 1, 100_000, default=32)
@@ -182,12 +182,19 @@ def t5_from_pretrained(name: str) -> torch.nn.Module:
         raise CheckpointError(f"cannot load the T5 text encoder {name!r}: {err}") from None
 
 
-def load_tokenizer(source: str):
-    """The tokenizer stored with the checkpoint (T5's sentencepiece for the published models)."""
-    from transformers import AutoTokenizer
+def load_tokenizer(source: str, text_config: dict | None = None):
+    """The tokenizer stored with the checkpoint (T5's sentencepiece for the published models).
+
+    Args:
+        text_config: the checkpoint's `text_encoder` config section. Given, it tells transformers the tokenizer's
+            model type, so that the MusicGen `config.json` is not read (whose decoder section makes transformers
+            warn about token ids beyond its vocabulary).
+    """
+    from transformers import AutoTokenizer, T5Config
 
     try:
         offline = not Path(source).is_dir() and not hub_reachable()
-        return AutoTokenizer.from_pretrained(source, local_files_only=offline)
-    except (OSError, ValueError) as err:
+        config = T5Config.from_dict(text_config) if text_config is not None else None
+        return AutoTokenizer.from_pretrained(source, local_files_only=offline, config=config)
+    except (OSError, ValueError, ImportError) as err:
         raise CheckpointError(f"cannot load the tokenizer of {source}: {err}") from None

@@ -1,7 +1,11 @@
 """Bad MusicGen checkpoints (both layouts, T5 or word table) give one `CheckpointError` naming the culprit."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +21,8 @@ from lm.model import MusicGenLM
 from tests.codec_oracle import save_audiocraft
 from tests.musicgen_oracle import save_tiny_musicgen, word_tokenizer
 from tests.test_audiocraft_layout import lm_xp_cfg, to_audiocraft_lm
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +188,15 @@ def test_a_model_larger_than_memory_is_refused_before_building(t5_folder, monkey
     monkeypatch.setattr(checkpoint_io, "available_memory", lambda: 1000)  # bytes: less than any part needs
     with pytest.raises(CheckpointError, match=r"describes a codec of .* more than the 0.0 GiB of memory available"):
         MusicGen.from_pretrained(t5_folder, device="cpu")
+
+
+# ---- issue 14 item 16: loading prints no transformers warnings about the MusicGen config
+
+
+def test_loading_prints_no_token_id_warnings(t5_folder):
+    code = f"from inference import MusicGen; MusicGen.from_pretrained({str(t5_folder)!r}, device='cpu')"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "pad_token_id" not in result.stderr and "bos_token_id" not in result.stderr, result.stderr
