@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -36,19 +37,33 @@ def looks_like_repo_id(source: str) -> bool:
 
 
 def hub_reachable() -> bool:
-    """Whether the Hugging Face Hub can be reached: False in offline mode (HF_HUB_OFFLINE) or when no TCP
-    connection to its endpoint opens within 3 s; True behind a configured proxy (left to the proxy).
+    """Whether the Hugging Face Hub can be reached: False in offline mode (HF_HUB_OFFLINE), or when no TCP
+    connection opens within 3 s to the Hub, or to the proxy that the environment routes it through.
 
-    Without this check an unreachable Hub costs ~25 s of retries per file before the cache is used.
+    Without this check an unreachable Hub (or a dead proxy) costs ~25 s of retries per file before the cache
+    is used. A proxy that accepts connections is trusted to reach the Hub.
     """
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
-    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
     url = urllib.parse.urlparse(constants.ENDPOINT)
-    return _can_connect(url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    proxy = _proxy_for(url.scheme, host)
+    if proxy is not None:
+        host, port = proxy
+    return _can_connect(host, port)
+
+
+def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
+    """(host, port) of the proxy the environment (HTTPS_PROXY, ALL_PROXY, NO_PROXY, ...) sets for `host`."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    parsed = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    default_port = 443 if parsed.scheme == "https" else 1080 if parsed.scheme.startswith("socks") else 80
+    return parsed.hostname or "", parsed.port or default_port
 
 
 @functools.cache  # once per process

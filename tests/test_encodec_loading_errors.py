@@ -185,3 +185,31 @@ def test_config_that_is_not_an_object(hf32, tmp_path):
     (folder / "config.json").write_text("[]")
     with pytest.raises(CheckpointError, match="holds a JSON list, not an object"):
         load_encodec(folder)
+
+
+def test_a_dead_proxy_means_cache_only(monkeypatch):
+    """issue 14 item 15: with HTTPS_PROXY on a closed port the Hub is unreachable, even if it answers directly."""
+    import socket
+
+    import huggingface_hub
+
+    import checkpoint_io
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as hub, socket.socket() as proxy, socket.socket() as dead:
+        for sock in (hub, proxy, dead):
+            sock.bind(("127.0.0.1", 0))
+        hub.listen()
+        proxy.listen()  # `dead` is bound but not listening: connections to it are refused
+        port = {name: sock.getsockname()[1] for name, sock in (("hub", hub), ("proxy", proxy), ("dead", dead))}
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"https://127.0.0.1:{port['hub']}")
+        assert checkpoint_io.hub_reachable()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port['dead']}")
+        assert not checkpoint_io.hub_reachable()
+        monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{port['proxy']}")  # without a scheme, as some write it
+        assert checkpoint_io.hub_reachable()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port['dead']}")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the Hub host bypasses the proxy
+        assert checkpoint_io.hub_reachable()
