@@ -16,6 +16,7 @@ folder) is read too: the LM is rebuilt from the `xp.cfg` YAML stored in `state_d
 `compression_state_dict.bin` (`load_encodec`), and T5 from the repo that `xp.cfg` names (`t5-base`).
 """
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,4 +198,7 @@ def load_tokenizer(source: str, text_config: dict | None = None):
         config = T5Config.from_dict(text_config) if text_config is not None else None
         return AutoTokenizer.from_pretrained(source, local_files_only=offline, config=config)
     except (OSError, ValueError, ImportError) as err:
-        raise CheckpointError(f"cannot load the tokenizer of {source}: {err}") from None
+        hint = ""
+        if importlib.util.find_spec("sentencepiece") is None:
+            hint = " (T5's sentencepiece tokenizer needs `pip install sentencepiece protobuf`, see requirements.txt)"
+        raise CheckpointError(f"cannot load the tokenizer of {source}: {err}{hint}") from None

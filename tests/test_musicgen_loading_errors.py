@@ -200,3 +200,27 @@ def test_loading_prints_no_token_id_warnings(t5_folder):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert "pad_token_id" not in result.stderr and "bos_token_id" not in result.stderr, result.stderr
+
+
+# ---- issue 14 item 14: a T5 tokenizer cached without tokenizer.json (only spiece.model) loads
+
+
+def test_sentencepiece_only_tokenizer_loads(tmp_path):
+    import io
+
+    import sentencepiece
+
+    from inference.loading import load_tokenizer
+    from tests.musicgen_oracle import WORDS
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([" ".join(WORDS)] * 20), model_writer=model, vocab_size=20, model_type="word",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    (tmp_path / "spiece.model").write_bytes(model.getvalue())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "T5Tokenizer", "extra_ids": 0, "eos_token": "</s>", "pad_token": "<pad>",
+        "unk_token": "<unk>"}))
+    tokenizer = load_tokenizer(str(tmp_path), {"model_type": "t5", "vocab_size": 20})
+    ids = tokenizer(["jazz song", "jazz"], padding=True)["input_ids"]
+    assert ids[0][-1] == 1 and ids[1][-1] == 0 and ids[0][0] == ids[1][0]  # </s> ends each text, <pad> fills
