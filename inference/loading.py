@@ -46,11 +46,14 @@ from lm.config import lm_config_from_audiocraft, lm_config_from_hf
 from lm.loading import build_lm_from_audiocraft, build_lm_from_hf
 from lm.model import MusicGenLM
 
-# Short names accepted for the published models.
+DEMO_FOLDER = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"  # the small bundled model
+
+# Short names accepted for the published models, and "demo" for the bundled one.
 SHORT_NAMES = {
-    name: f"facebook/musicgen-{name}"
-    for name in ("small", "medium", "large", "melody", "melody-large", "stereo-small", "stereo-medium",
-                 "stereo-large", "stereo-melody", "stereo-melody-large")
+    **{name: f"facebook/musicgen-{name}"
+       for name in ("small", "medium", "large", "melody", "melody-large", "stereo-small", "stereo-medium",
+                    "stereo-large", "stereo-melody", "stereo-melody-large")},
+    "demo": str(DEMO_FOLDER),
 }
 
 
@@ -63,7 +66,7 @@ class MusicGenParts:
 
 
 def resolve_source(source: str | os.PathLike) -> str:
-    """A short model name (`small`) becomes its Hub repo id; anything else is returned unchanged."""
+    """A short model name (`small`, `demo`) becomes its Hub repo id or folder; anything else is unchanged."""
     return SHORT_NAMES.get(str(source), str(source))
 
 
@@ -72,7 +75,7 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
 
     The LM is cast to `lm_dtype`; T5 and the codec stay in float32 (as audiocraft does on GPU).
     """
-    source = resolve_source(source)
+    name, source = str(source), resolve_source(source)
     path = Path(source)
     if path.is_file() and path.name == "state_dict.bin":
         return _load_audiocraft(path, path.parent / "compression_state_dict.bin", device, lm_dtype)
@@ -82,6 +85,9 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
         if (path / "state_dict.bin").is_file():
             return _load_audiocraft(path / "state_dict.bin", path / "compression_state_dict.bin", device, lm_dtype)
         raise CheckpointError(f"{source} holds no MusicGen checkpoint (no config.json, no state_dict.bin)")
+    if name == "demo":
+        raise CheckpointError(f"the bundled demo model is missing from {source} (rebuild it with "
+                              "`python -m training.demo`)")
     if looks_like_repo_id(source):
         if (config := hub_file(source, "config.json", required=False)) is not None:
             return _load_transformers(source, read_json(config), device, lm_dtype)

@@ -224,3 +224,16 @@ def test_sentencepiece_only_tokenizer_loads(tmp_path):
     tokenizer = load_tokenizer(str(tmp_path), {"model_type": "t5", "vocab_size": 20})
     ids = tokenizer(["jazz song", "jazz"], padding=True)["input_ids"]
     assert ids[0][-1] == 1 and ids[1][-1] == 0 and ids[0][0] == ids[1][0]  # </s> ends each text, <pad> fills
+
+
+# ---- issue 14 item 12: "demo" names the bundled model in the loader itself
+
+
+def test_demo_by_name(monkeypatch, tmp_path):
+    from inference import loading
+
+    mg = MusicGen.from_pretrained("demo", device="cpu")
+    assert mg.lm.config == MusicGen.from_pretrained(loading.DEMO_FOLDER, device="cpu").lm.config
+    monkeypatch.setitem(loading.SHORT_NAMES, "demo", str(tmp_path / "no-demo"))
+    with pytest.raises(CheckpointError, match=r"demo model is missing from .*no-demo .*python -m training.demo"):
+        MusicGen.from_pretrained("demo", device="cpu")
