@@ -5,6 +5,8 @@ Shared by the codec loader (`encodec/loading.py`) and the MusicGen loaders (`lm/
 `torch.load(weights_only=True)`, which refuses pickles that would run code.
 
 Errors are one type, `CheckpointError`, whose message names the culprit (file, field or tensor).
+`ModelNotFoundError` is the one case a caller may want to handle differently: the model is not here at all
+(not a local path, not in the cache, and the Hub cannot provide it).
 """
 
 import functools
@@ -26,6 +28,10 @@ REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read: missing file, unknown format, bad config, or tensors that do not fit."""
+
+
+class ModelNotFoundError(CheckpointError):
+    """The checkpoint is not here: no such local path, not cached, and the Hub cannot provide it."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -80,6 +86,8 @@ def hub_file(repo_id: str, filename: str, required: bool = True) -> Path | None:
 
     Returns None when the file is not available and `required` is False. When the Hub cannot be reached
     only the cache is consulted.
+    Raises:
+        ModelNotFoundError: a required file that is neither cached nor downloadable, or no such repo.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -89,16 +97,16 @@ def hub_file(repo_id: str, filename: str, required: bool = True) -> Path | None:
     except LocalEntryNotFoundError:  # offline and not cached (a subclass of EntryNotFoundError: test it first)
         if not required:
             return None
-        raise CheckpointError(
+        raise ModelNotFoundError(
             f"cannot download {filename!r} of {repo_id!r}: the Hub is unreachable and the file is not cached. "
             f"Download it once with network access (e.g. `hf download {repo_id}`) or pass a local folder"
         ) from None
     except EntryNotFoundError:
         if required:
-            raise CheckpointError(f"the Hub repo {repo_id!r} has no file {filename!r}") from None
+            raise ModelNotFoundError(f"the Hub repo {repo_id!r} has no file {filename!r}") from None
         return None
     except RepositoryNotFoundError:
-        raise CheckpointError(f"{repo_id!r} is neither a local path nor a Hugging Face Hub repo") from None
+        raise ModelNotFoundError(f"{repo_id!r} is neither a local path nor a Hugging Face Hub repo") from None
 
 
 def file_getter(source: str | os.PathLike) -> Callable[[str], Path | None]:

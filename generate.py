@@ -148,6 +148,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     started = time.perf_counter()
     mg, source = load_model(args.model, device, dtype)
     load_seconds = time.perf_counter() - started
+    fallback_from = settings.model if args.model is None and source != settings.model else None
     if source != settings.model:  # --model demo, or the offline fallback: record what really ran
         settings = replace(settings, model=source)
     layout = "stereo" if mg.audio_channels == 2 else "mono"
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     clip_seconds = wav.shape[-1] / mg.sample_rate
     rtf = seconds / clip_seconds
     run_record = {**asdict(settings), "sample_rate": mg.sample_rate, "channels": wav.shape[1],
+                  "fallback_from": fallback_from,  # the default model that was absent, when the demo ran instead
                   "audio_seconds": clip_seconds, "seconds_taken": {"load": load_seconds, "generate": seconds},
                   "real_time_factor": rtf, "torch": torch.__version__,
                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -267,7 +269,9 @@ def load_model(model: str | None, device: str, dtype: str):
     downloaded nor found in the cache, the bundled demo model, said in one line."""
     import torch
 
+    from checkpoint_io import ModelNotFoundError
     from inference import MusicGen
+    from inference.loading import resolve_source
 
     def load(source: str):
         return MusicGen.from_pretrained(source, device=device, dtype=getattr(torch, dtype)), source
@@ -278,10 +282,11 @@ def load_model(model: str | None, device: str, dtype: str):
             raise CliError(f"the bundled demo model is missing from {DEMO_FOLDER} (rebuild it with "
                            "`python -m training.demo`); or use --model small (downloads facebook/musicgen-small)")
         source = str(DEMO_FOLDER)
+    source = resolve_source(source)  # `--model small` records facebook/musicgen-small, as the default does
     try:
         return load(source)
     except (ValueError, OSError, KeyError) as err:
-        if model is None and not is_cached(DEFAULT_MODEL):
+        if model is None and isinstance(err, ModelNotFoundError):  # absent, not broken: say why otherwise
             if (DEMO_FOLDER / "config.json").is_file():
                 print(f"offline: {DEFAULT_MODEL} cannot be downloaded and is not cached, so this run uses the "
                       f"bundled demo model ({DEMO_FOLDER}), a toy trained on synthetic music")
@@ -291,12 +296,6 @@ def load_model(model: str | None, device: str, dtype: str):
                            f"{DEFAULT_MODEL}` on a machine with network access, or pass --model FOLDER") from None
         detail = str(err) if not isinstance(err, KeyError) else f"its config.json lacks the section {err}"
         raise CliError(f"cannot load the model {source}: {detail}") from None
-
-
-def is_cached(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
 def generate(mg, prompts: list[str], prompt_audio, melody, s: Settings):

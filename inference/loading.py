@@ -25,6 +25,7 @@ import torch
 
 from checkpoint_io import (
     CheckpointError,
+    ModelNotFoundError,
     check_size,
     file_getter,
     hub_file,
@@ -74,6 +75,10 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
     """Read a MusicGen checkpoint (local folder, file or Hub repo id, either layout) into our modules.
 
     The LM is cast to `lm_dtype`; T5 and the codec stay in float32 (as audiocraft does on GPU).
+    Raises:
+        ModelNotFoundError: the model is not here at all (no such folder, not cached and not downloadable).
+        CheckpointError: it is here but cannot be loaded (a missing part such as T5, a bad config or tensor);
+            the message names the cause.
     """
     name, source = str(source), resolve_source(source)
     path = Path(source)
@@ -86,15 +91,24 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
             return _load_audiocraft(path / "state_dict.bin", path / "compression_state_dict.bin", device, lm_dtype)
         raise CheckpointError(f"{source} holds no MusicGen checkpoint (no config.json, no state_dict.bin)")
     if name == "demo":
-        raise CheckpointError(f"the bundled demo model is missing from {source} (rebuild it with "
-                              "`python -m training.demo`)")
+        raise ModelNotFoundError(f"the bundled demo model is missing from {source} (rebuild it with "
+                                 "`python -m training.demo`)")
     if looks_like_repo_id(source):
         if (config := hub_file(source, "config.json", required=False)) is not None:
-            return _load_transformers(source, read_json(config), device, lm_dtype)
-        return _load_audiocraft(hub_file(source, "state_dict.bin"), hub_file(source, "compression_state_dict.bin"),
-                                device, lm_dtype)
-    raise CheckpointError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
-                          f"name ({', '.join(SHORT_NAMES)})")
+            return _partly_here(source, lambda: _load_transformers(source, read_json(config), device, lm_dtype))
+        lm_file = hub_file(source, "state_dict.bin")  # ModelNotFoundError: neither layout is here
+        return _partly_here(source, lambda: _load_audiocraft(lm_file, hub_file(source, "compression_state_dict.bin"),
+                                                             device, lm_dtype))
+    raise ModelNotFoundError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
+                             f"name ({', '.join(SHORT_NAMES)})")
+
+
+def _partly_here(source: str, load):
+    """Run `load` for a Hub model of which a first file was found: a file missing now is not a missing model."""
+    try:
+        return load()
+    except ModelNotFoundError as err:
+        raise CheckpointError(f"{source} is only partly available: {err}") from None
 
 
 def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:

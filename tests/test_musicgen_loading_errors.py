@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
-from checkpoint_io import CheckpointError
+from checkpoint_io import CheckpointError, ModelNotFoundError
 from encodec import EncodecModel, get_preset
 from inference import MusicGen
 from inference.export import save_musicgen
@@ -237,3 +238,81 @@ def test_demo_by_name(monkeypatch, tmp_path):
     monkeypatch.setitem(loading.SHORT_NAMES, "demo", str(tmp_path / "no-demo"))
     with pytest.raises(CheckpointError, match=r"demo model is missing from .*no-demo .*python -m training.demo"):
         MusicGen.from_pretrained("demo", device="cpu")
+
+
+# ---- issue 14 item 13: the default model falls back to the demo only when it is truly absent
+
+
+def cache_repo(cache: Path, repo_id: str, files: dict[str, Path]) -> None:
+    """Lay `files` out in a Hugging Face cache as a download of `repo_id` leaves them."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name, path in files.items():
+        shutil.copy(path, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+
+
+@pytest.fixture
+def offline_cache(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def run_cli(capsys, *argv):
+    import generate
+
+    code = generate.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cached_audiocraft_files_without_t5_name_the_cause(audiocraft_folder, offline_cache, tmp_path, capsys):
+    """Only state_dict.bin and compression_state_dict.bin cached, and their T5 is not: no demo, the real cause."""
+    package = torch.load(audiocraft_folder / "state_dict.bin", weights_only=True)
+    xp_cfg = yaml.safe_load(package["xp.cfg"])
+    xp_cfg["conditioners"]["description"]["t5"]["name"] = "t5-base"  # as the published files name it
+    package["xp.cfg"] = yaml.safe_dump(xp_cfg)
+    torch.save(package, tmp_path / "state_dict.bin")
+    cache_repo(offline_cache, "facebook/musicgen-small", {
+        "state_dict.bin": tmp_path / "state_dict.bin",
+        "compression_state_dict.bin": audiocraft_folder / "compression_state_dict.bin"})
+    with pytest.raises(CheckpointError, match="T5 text encoder 't5-base'") as err:
+        MusicGen.from_pretrained("facebook/musicgen-small", device="cpu")
+    assert not isinstance(err.value, ModelNotFoundError)
+    for model in ([], ["--model", "small"]):
+        code, out, err = run_cli(capsys, "jazz", *model, "--duration", 0.2, "--output", tmp_path / "x.wav")
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 1 and len(lines) == 1 and "'t5-base'" in lines[0], err
+        assert "demo" not in out + err and not (tmp_path / "x.wav").exists()
+
+
+def test_an_absent_model_is_model_not_found(offline_cache):
+    with pytest.raises(ModelNotFoundError, match="hf download facebook/musicgen-small"):
+        MusicGen.from_pretrained("facebook/musicgen-small", device="cpu")
+    with pytest.raises(ModelNotFoundError, match="not an existing folder"):
+        MusicGen.from_pretrained("/no/such/folder", device="cpu")
+
+
+def test_fallback_and_short_names_are_recorded(t5_folder, offline_cache, tmp_path, capsys, monkeypatch):
+    import generate
+
+    monkeypatch.setattr(generate, "DEMO_FOLDER", t5_folder)  # the bundled model's place, holding the tiny model
+    code, out, err = run_cli(capsys, "jazz", "--duration", 0.2, "--seed", 1, "--output", tmp_path / "fallback.wav")
+    assert code == 0, err
+    record = json.loads((tmp_path / "fallback.json").read_text())
+    assert record["model"] == str(t5_folder) and record["fallback_from"] == "facebook/musicgen-small"
+
+    cache_repo(offline_cache, "facebook/musicgen-small", {p.name: p for p in t5_folder.iterdir()})
+    for model in ([], ["--model", "small"]):
+        out_file = tmp_path / f"small{len(model)}.wav"
+        code, out, err = run_cli(capsys, "jazz", *model, "--duration", 0.2, "--seed", 1, "--output", out_file)
+        assert code == 0, err
+        record = json.loads(out_file.with_suffix(".json").read_text())
+        assert record["model"] == "facebook/musicgen-small" and record["fallback_from"] is None
