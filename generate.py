@@ -10,7 +10,6 @@ any result can be generated again. `python generate.py --help` lists the options
 """
 
 import argparse
-import json
 import math
 import secrets
 import sys
@@ -232,18 +231,12 @@ def read_prompt_audio(path: Path, duration: float):
 def check_melody(path: Path, model: str, prompt_audio) -> tuple:
     """Read the melody file (a (wav [C, N], rate) pair) after checking that the model can use it."""
     from inference.audio import read_audio
-    from inference.loading import resolve_source
+    from inference.loading import is_melody_model
 
     if prompt_audio is not None:
         raise CliError("--melody and --prompt-audio cannot be combined")
     melody = read_audio(path)
-    source = resolve_source(model)
-    config = Path(source) / "config.json"
-    if config.is_file():
-        is_melody = "melody" in json.loads(config.read_text()).get("model_type", "")
-    else:
-        is_melody = "melody" in source.lower()
-    if not is_melody:
+    if not is_melody_model(model):
         raise CliError(f"--melody needs a melody model (--model melody, melody-large, stereo-melody, ...); "
                        f"{model} is not one")
     return melody

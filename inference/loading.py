@@ -43,7 +43,7 @@ from encodec import EncodecModel
 from encodec.inference import prepare_codec_for_inference
 from encodec.loading import codec_from_hf, config_from_hf, load_encodec
 from lm.conditioning import LookupTableConditioner, T5Conditioner
-from lm.config import lm_config_from_audiocraft, lm_config_from_hf
+from lm.config import is_melody_config, lm_config_from_audiocraft, lm_config_from_hf
 from lm.loading import build_lm_from_audiocraft, build_lm_from_hf
 from lm.model import MusicGenLM
 
@@ -109,6 +109,32 @@ def _partly_here(source: str, load):
         return load()
     except ModelNotFoundError as err:
         raise CheckpointError(f"{source} is only partly available: {err}") from None
+
+
+def is_melody_model(source: str | os.PathLike) -> bool:
+    """Whether `source` (as `load_musicgen_parts` takes it) is a melody (chroma-conditioned) model.
+
+    Reads only the checkpoint's config: `config.json` (transformers layout: model_type "musicgen_melody") or
+    the `xp.cfg` inside `state_dict.bin` (audiocraft layout: a `self_wav` condition prepended). A Hub model
+    that is not available offline is judged by its name.
+    """
+    source = resolve_source(source)
+    path = Path(source)
+    folder = path.parent if path.is_file() else path
+    if (folder / "config.json").is_file():
+        return is_melody_config(read_json(folder / "config.json"))
+    lm_file = folder / "state_dict.bin"
+    if not lm_file.is_file() and looks_like_repo_id(source):
+        if (config := hub_file(source, "config.json", required=False)) is not None:
+            return is_melody_config(read_json(config))
+        lm_file = hub_file(source, "state_dict.bin", required=False)
+        if lm_file is None:
+            return "melody" in source.lower()
+    if lm_file is None or not lm_file.is_file():
+        return False
+    package = torch_load(lm_file)
+    cfg = read_xp_cfg(package.get("xp.cfg", {})) if isinstance(package, dict) else {}
+    return "self_wav" in (cfg.get("fuser", {}) or {}).get("prepend", [])
 
 
 def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:

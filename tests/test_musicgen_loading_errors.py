@@ -316,3 +316,24 @@ def test_fallback_and_short_names_are_recorded(t5_folder, offline_cache, tmp_pat
         assert code == 0, err
         record = json.loads(out_file.with_suffix(".json").read_text())
         assert record["model"] == "facebook/musicgen-small" and record["fallback_from"] is None
+
+
+# ---- issue 12 item 5: whether a model is a melody model is the loader's question
+
+
+def test_is_melody_model_reads_the_checkpoint_config(t5_folder, audiocraft_folder, offline_cache, tmp_path):
+    from inference.loading import is_melody_model
+    from tests.musicgen_oracle import save_tiny_melody_musicgen
+
+    _, melody_folder = save_tiny_melody_musicgen(tmp_path / "melody")
+    assert is_melody_model(melody_folder) and not is_melody_model(t5_folder)
+    assert not is_melody_model(audiocraft_folder) and not is_melody_model(audiocraft_folder / "state_dict.bin")
+    package = torch.load(audiocraft_folder / "state_dict.bin", weights_only=True)
+    xp_cfg = yaml.safe_load(package["xp.cfg"])
+    xp_cfg["fuser"] = {"cross": [], "prepend": ["self_wav", "description"]}  # audiocraft's melody fuser
+    (tmp_path / "ac").mkdir()
+    torch.save({**package, "xp.cfg": yaml.safe_dump(xp_cfg)}, tmp_path / "ac" / "state_dict.bin")
+    assert is_melody_model(tmp_path / "ac")
+    cache_repo(offline_cache, "someone/my-tune-model", {p.name: p for p in melody_folder.iterdir()})
+    assert is_melody_model("someone/my-tune-model")  # from the cached config, whatever the name says
+    assert is_melody_model("melody") and not is_melody_model("small")  # neither cached: judged by name
