@@ -181,7 +181,7 @@ def lm_config_from_audiocraft(cfg: Mapping[str, Any], cond_dim: int | None) -> L
     """Build an LMConfig from an audiocraft experiment config (`xp.cfg` of `state_dict.bin`, as a dict).
 
     Args:
-        cfg: the resolved xp.cfg (`encodec.hub.read_xp_cfg`).
+        cfg: the resolved xp.cfg (`checkpoint_io.read_xp_cfg`).
         cond_dim: the text encoder width (read off the checkpoint's `output_proj` weight), or None.
     Raises:
         ValueError: for settings no released MusicGen uses (post-norm, biases, other patterns, ...).
