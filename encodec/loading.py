@@ -273,8 +273,13 @@ def _load_file(path: Path) -> EncodecModel:
     if "best_state" in content and "xp.cfg" in content:
         state = content["best_state"]
         state = state.get("model", state)  # some exports nest the weights once more
-        return build_codec(config_from_audiocraft(content["xp.cfg"]), rename_keys(state, AUDIOCRAFT_RENAMES),
-                           str(path))
+        try:
+            config = config_from_audiocraft(content["xp.cfg"])
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            raise CheckpointError(f"{path}: xp.cfg: {err!r}") from None
+        return build_codec(config, rename_keys(state, AUDIOCRAFT_RENAMES), str(path))
     if "encoder.model.0.conv.conv.weight_v" in content:  # the original encodec package
         return build_codec(config_from_encodec_state(content), rename_keys(content, AUDIOCRAFT_RENAMES), str(path))
     raise CheckpointError(f"{path}: unknown checkpoint format (top-level keys: {summarise(list(content))})")

@@ -177,8 +177,8 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
     text_proj = state.get("condition_provider.conditioners.description.output_proj.weight")  # [D, D_text]
     try:
         config = lm_config_from_audiocraft(cfg, None if text_proj is None else text_proj.shape[1])
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{lm_file}: xp.cfg: {err}") from None
+    except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
+        raise CheckpointError(f"{lm_file}: xp.cfg: {err!r}") from None
     lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype, origin=str(lm_file))
     t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")
     if t5_name is None:

@@ -213,3 +213,17 @@ def test_a_dead_proxy_means_cache_only(monkeypatch):
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port['dead']}")
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the Hub host bypasses the proxy
         assert checkpoint_io.hub_reachable()
+
+
+def test_audiocraft_config_missing_a_field_is_named(tmp_path):
+    import yaml
+
+    from tests.codec_oracle import save_audiocraft
+
+    path = save_audiocraft(random_hf_codec(0, **HF_32KHZ), HF_32KHZ, tmp_path / "compression_state_dict.bin")
+    package = torch.load(path, weights_only=True)
+    xp_cfg = yaml.safe_load(package["xp.cfg"])
+    del xp_cfg["seanet"]["n_filters"]
+    torch.save({**package, "xp.cfg": yaml.safe_dump(xp_cfg)}, path)
+    with pytest.raises(CheckpointError, match=r"xp.cfg: KeyError\('n_filters'\)"):
+        load_encodec(path)
