@@ -26,6 +26,7 @@ import torch
 
 from checkpoint_io import (
     CheckpointError,
+    ModelNotFoundError,
     check_size,
     file_getter,
     float_field,
@@ -241,7 +242,7 @@ def _load(source: str) -> EncodecModel:
     if looks_like_repo_id(source):
         config = read_json(hub_file(source, "config.json"))
         return _load_hf(config, file_getter(source), source)
-    raise CheckpointError(f"{source!r} is not an existing file or folder, nor a Hugging Face repo id")
+    raise ModelNotFoundError(f"{source!r} is not an existing file or folder, nor a Hugging Face repo id")
 
 
 def _load_hf(config: dict, get_file, origin: str) -> EncodecModel:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from checkpoint_io import ModelNotFoundError
 from encodec import CheckpointError, load_encodec
 from tests.codec_oracle import HF_32KHZ, random_hf_codec
 
@@ -31,7 +32,7 @@ def _copy_with(folder, tmp_path, edit_state=None, edit_config=None):
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(CheckpointError, match="not an existing file or folder"):
+    with pytest.raises(ModelNotFoundError, match="not an existing file or folder"):
         load_encodec(tmp_path / "nowhere" / "codec.bin")
 
 

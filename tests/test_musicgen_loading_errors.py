@@ -337,3 +337,11 @@ def test_is_melody_model_reads_the_checkpoint_config(t5_folder, audiocraft_folde
     cache_repo(offline_cache, "someone/my-tune-model", {p.name: p for p in melody_folder.iterdir()})
     assert is_melody_model("someone/my-tune-model")  # from the cached config, whatever the name says
     assert is_melody_model("melody") and not is_melody_model("small")  # neither cached: judged by name
+
+
+def test_malformed_config_is_one_error_line_from_the_cli(t5_folder, offline_cache, tmp_path, capsys):
+    folder = edited_config(t5_folder, tmp_path, setter("decoder", "num_attention_heads", 0))
+    code, out, err = run_cli(capsys, "jazz", "--model", folder, "--duration", 0.2, "--output", tmp_path / "x.wav")
+    assert code == 1 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "num_attention_heads = 0" in lines[0], err
