@@ -269,8 +269,14 @@ def available_memory() -> int:
         return 1 << 62
 
 
+def meta_size(build: Callable[[], nn.Module]) -> int:
+    """How many values (parameters and buffers) the module `build()` holds, built on the meta device (for free)."""
+    with torch.device("meta"):
+        return sum(t.numel() for t in build().state_dict().values())
+
+
 def check_size(num_params: int, what: str, origin: str, bytes_per_param: int = 4) -> None:
-    """Refuse, before anything is allocated, a model whose parameters would not fit in the memory left."""
+    """Refuse a model whose parameters would not fit in the memory left. Call it before reading any tensor."""
     needed, free = num_params * bytes_per_param, available_memory()
     if needed > free:
         raise CheckpointError(f"{origin}: its config describes a {what} of {num_params / 1e9:.2f} G parameters "

@@ -34,6 +34,7 @@ from checkpoint_io import (
     int_field,
     load_strict,
     looks_like_repo_id,
+    meta_size,
     read_hf_weights,
     read_json,
     read_xp_cfg,
@@ -77,14 +78,13 @@ def rename_keys(state: dict[str, torch.Tensor], renames: list[tuple[str, str]]) 
 def build_codec(config: EncodecConfig, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
     """An EncodecModel of `config` holding `state` (our names), strictly checked (`checkpoint_io.load_strict`).
 
-    The model is built on the meta device (no memory, no random init) and its size checked against the
-    memory available before it takes the checkpoint's tensors (in float32). A checkpoint whose weight norm
-    was already folded (plain `conv.weight`) loads into a folded model.
+    The model is built on the meta device (no memory, no random init), then takes the checkpoint's tensors
+    (in float32). A checkpoint whose weight norm was already folded (plain `conv.weight`) loads into a
+    folded model.
     """
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items() if not IGNORED_KEYS.search(k)}
     with torch.device("meta"):
         model = EncodecModel(config)
-    check_size(sum(t.numel() for t in model.state_dict().values()), "codec", origin)
     if not any(".parametrizations.weight." in k for k in state):
         model.fold_weight_norm()
     load_strict(model, state, origin, assign=True)
@@ -249,11 +249,19 @@ def _load_hf(config: dict, get_file, origin: str) -> EncodecModel:
     """transformers layout: an EncodecModel, or the `audio_encoder` part of a MusicGen checkpoint."""
     model_type = config.get("model_type", "")
     if model_type == "encodec":
-        return codec_from_hf(config, read_hf_weights(get_file), origin)
-    if model_type.startswith("musicgen") and "audio_encoder" in config:
-        return codec_from_hf(config["audio_encoder"], read_hf_weights(get_file, "audio_encoder."), origin)
-    raise CheckpointError(f"{origin}: config.json is a {model_type or 'untyped'!r} model, not an EnCodec "
-                          "or MusicGen checkpoint")
+        codec_config, prefix = config_from_hf(config, origin), ""
+    elif isinstance(model_type, str) and model_type.startswith("musicgen") and "audio_encoder" in config:
+        codec_config, prefix = config_from_hf(config["audio_encoder"], origin), "audio_encoder."
+    else:
+        raise CheckpointError(f"{origin}: config.json is a {model_type or 'untyped'!r} model, not an EnCodec "
+                              "or MusicGen checkpoint")
+    check_size(codec_size(codec_config), "codec", origin)  # before any tensor is read
+    return build_codec(codec_config, rename_keys(read_hf_weights(get_file, prefix), HF_RENAMES), origin)
+
+
+def codec_size(config: EncodecConfig) -> int:
+    """How many values the codec of `config` holds (counted on the meta device)."""
+    return meta_size(lambda: EncodecModel(config))
 
 
 def codec_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
@@ -280,6 +288,7 @@ def _load_file(path: Path) -> EncodecModel:
             raise
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
             raise CheckpointError(f"{path}: xp.cfg: {err!r}") from None
+        check_size(codec_size(config), "codec", str(path))  # the tensors are memory-mapped, not read yet
         return build_codec(config, rename_keys(state, AUDIOCRAFT_RENAMES), str(path))
     if "encoder.model.0.conv.conv.weight_v" in content:  # the original encodec package
         return build_codec(config_from_encodec_state(content), rename_keys(content, AUDIOCRAFT_RENAMES), str(path))

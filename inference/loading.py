@@ -18,6 +18,7 @@ folder) is read too: the LM is rebuilt from the `xp.cfg` YAML stored in `state_d
 
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from checkpoint_io import (
     int_field,
     load_strict,
     looks_like_repo_id,
+    meta_size,
     read_hf_weights,
     read_json,
     read_xp_cfg,
@@ -41,7 +43,7 @@ from checkpoint_io import (
 )
 from encodec import EncodecModel
 from encodec.inference import prepare_codec_for_inference
-from encodec.loading import codec_from_hf, config_from_hf, load_encodec
+from encodec.loading import codec_from_hf, codec_size, config_from_hf, load_encodec
 from lm.conditioning import LookupTableConditioner, T5Conditioner
 from lm.config import is_melody_config, lm_config_from_audiocraft, lm_config_from_hf
 from lm.loading import build_lm_from_audiocraft, build_lm_from_hf
@@ -142,30 +144,62 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
     if model_type not in ("musicgen", "musicgen_melody"):
         raise CheckpointError(f"{source}: a {model_type!r} checkpoint; expected a MusicGen one (model_type "
                               "'musicgen' or 'musicgen_melody')")
+    # Every number of the three configs is checked, and the model's size against the memory available, before
+    # any tensor is read.
     origin = f"{source}/config.json"
     audio_config, text_config = section(config, "audio_encoder", origin), section(config, "text_encoder", origin)
-    config_from_hf(audio_config, f"{origin} (audio_encoder)")  # every number checked before anything is read
-    lm_config_from_hf(config, origin)
+    codec_config = config_from_hf(audio_config, f"{origin} (audio_encoder)")
+    lm_config = lm_config_from_hf(config, origin)
+    build_text = _text_builder(text_config, f"{source} (text_encoder)")
+    size = codec_size(codec_config) + meta_size(lambda: MusicGenLM(lm_config)) + meta_size(build_text)
+    check_size(size, "MusicGen model", origin)
     state = read_hf_weights(file_getter(source))
     codec = codec_from_hf(audio_config, _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
-    text = _text_from_hf(text_config, _strip(state, "text_encoder."), source)
+    text = _text_from_hf(text_config, build_text, _strip(state, "text_encoder."), source)
     lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype, origin=f"{source} (decoder)")
     max_duration = float(config.get("max_duration", 30.0))  # written by inference/export.py
     return MusicGenParts(lm, prepare_codec_for_inference(codec).to(device), text.to(device), max_duration)
 
 
-def _text_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
-    """T5 (published models) or the word lookup table (small models trained here, see inference/export.py)."""
-    if config.get("model_type") != "lookup_table":
-        return T5Conditioner(_t5_from_hf(config, state, source), load_tokenizer(source, config))
+def _text_builder(config: dict, origin: str) -> Callable[[], torch.nn.Module]:
+    """A function that builds the text encoder a checkpoint's `text_encoder` config describes, its numbers checked.
+
+    T5 (published models) or the word lookup table (small models trained here, see inference/export.py).
+    """
+    from transformers import T5Config, T5EncoderModel
+
+    if config.get("model_type") == "lookup_table":
+        num_bins = int_field(config, "num_bins", origin, 1, 2**24)
+        dim = int_field(config, "d_model", origin, 1, 65_536)
+        max_words = int_field(config, "max_words", origin, 1, 100_000, default=32)
+        return lambda: LookupTableConditioner(num_bins, dim, max_words)
+    for field, high in (("vocab_size", 2**20), ("d_model", 65_536), ("d_kv", 65_536), ("d_ff", 2**20),
+                        ("num_layers", 1024), ("num_heads", 1024)):
+        if field in config:
+            int_field(config, field, origin, 1, high)
+    try:
+        t5_config = T5Config.from_dict(config)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{origin}: not a T5 config: {err}") from None
+    return lambda: T5EncoderModel(t5_config)
+
+
+def _text_from_hf(config: dict, build: Callable[[], torch.nn.Module], state: dict[str, torch.Tensor],
+                  source: str) -> torch.nn.Module:
+    """The text conditioner: `build()` (on the meta device) holding the checkpoint's `text_encoder.*` tensors."""
     origin = f"{source} (text_encoder)"
-    num_bins, dim = int_field(config, "num_bins", origin, 1, 2**24), int_field(config, "d_model", origin, 1, 65_536)
-    max_words = int_field(config, "max_words", origin, 1, 100_000, default=32)
     with torch.device("meta"):
-        text = LookupTableConditioner(num_bins, dim, max_words)
-    check_size(num_bins * dim, "word table", origin)
-    load_strict(text, {k: v.float() for k, v in state.items()}, origin, assign=True)
-    return text.eval()
+        model = build()
+    if isinstance(model, LookupTableConditioner):
+        load_strict(model, {k: v.float() for k, v in state.items()}, origin, assign=True)
+        return model.eval()
+    state = dict(state)
+    state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))  # tied to `shared`
+    state.setdefault("shared.weight", state.get("encoder.embed_tokens.weight"))
+    state = {k: v.float() for k, v in state.items() if v is not None}
+    load_strict(model, state, origin, assign=True)
+    model.encoder.embed_tokens.weight = model.shared.weight
+    return T5Conditioner(model.float().eval(), load_tokenizer(source, config))
 
 
 def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
@@ -179,6 +213,7 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
         config = lm_config_from_audiocraft(cfg, None if text_proj is None else text_proj.shape[1])
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
         raise CheckpointError(f"{lm_file}: xp.cfg: {err!r}") from None
+    check_size(meta_size(lambda: MusicGenLM(config)), "language model", str(lm_file))  # tensors memory-mapped
     lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype, origin=str(lm_file))
     t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")
     if t5_name is None:
@@ -191,31 +226,6 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _t5_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
-    """transformers' T5 encoder with the checkpoint's weights (built on the meta device: no random init)."""
-    from transformers import T5Config, T5EncoderModel
-
-    origin = f"{source} (text_encoder)"
-    for field, high in (("vocab_size", 2**20), ("d_model", 65_536), ("d_kv", 65_536), ("d_ff", 2**20),
-                        ("num_layers", 1024), ("num_heads", 1024)):
-        if field in config:
-            int_field(config, field, origin, 1, high)
-    try:
-        t5_config = T5Config.from_dict(config)
-    except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{origin}: not a T5 config: {err}") from None
-    with torch.device("meta"):
-        model = T5EncoderModel(t5_config)
-    check_size(sum(t.numel() for t in model.state_dict().values()), "text encoder", origin)
-    state = dict(state)
-    state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))  # tied to `shared`
-    state.setdefault("shared.weight", state.get("encoder.embed_tokens.weight"))
-    state = {k: v.float() for k, v in state.items() if v is not None}
-    load_strict(model, state, origin, assign=True)
-    model.encoder.embed_tokens.weight = model.shared.weight
-    return model.float().eval()
 
 
 def t5_from_pretrained(name: str) -> torch.nn.Module:

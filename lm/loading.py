@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from checkpoint_io import CheckpointError, check_size, load_strict, rename_with_table
+from checkpoint_io import CheckpointError, load_strict, rename_with_table
 
 from .config import LMConfig, lm_config_from_hf
 from .model import MusicGenLM
@@ -208,10 +208,8 @@ def build_lm_from_audiocraft(config: LMConfig, state_dict: Mapping[str, torch.Te
 
 def build_lm(config: LMConfig, converted: Mapping[str, torch.Tensor], device=None, dtype=None,
              origin: str = "the checkpoint") -> MusicGenLM:
-    """A MusicGenLM built on the meta device (no random init, its size checked against the memory available)
-    that takes `converted` (our names) as its tensors."""
+    """A MusicGenLM built on the meta device (no random init) that takes `converted` (our names) as its tensors."""
     with torch.device("meta"):
         lm = MusicGenLM(config)
-    check_size(sum(t.numel() for t in lm.state_dict().values()), "language model", origin)
     load_strict(lm, converted, origin, assign=True)
     return lm.to(device=device, dtype=dtype).eval()
