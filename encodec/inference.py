@@ -16,6 +16,8 @@ are unchanged), the same function up to float rounding. What it does, each measu
    as the ELU itself.
 """
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +25,9 @@ from torch.nn.utils import parametrize
 
 from encodec.conv import PaddedConv1d, PaddedConvTranspose1d, unpad1d
 from encodec.seanet import ResidualBlock
+
+if TYPE_CHECKING:  # encodec/model.py imports this file (for `fold_weight_norm`)
+    from encodec.model import EncodecModel
 
 
 def fold_weight_norm(module: nn.Module) -> nn.Module:
@@ -37,7 +42,7 @@ def fold_weight_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def prepare_codec_for_inference(codec: nn.Module) -> nn.Module:
+def prepare_codec_for_inference(codec: "EncodecModel") -> "EncodecModel":
     """Fold weight norm and swap in the faster equivalents listed above, in place. Returns `codec` in eval mode.
 
     After this the codec is for inference only (its weights no longer carry weight norm's g and v).
