@@ -199,6 +199,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     started = time.perf_counter()
     mg, source = load_model(args.model, device, dtype, args.quantize, args.cuda_graph)
     load_seconds = time.perf_counter() - started
+    fallback_from = settings.model if args.model is None and source != settings.model else None
     if source != settings.model:  # --model demo, or the offline fallback: record what really ran
         settings = replace(settings, model=source)
     layout = "stereo" if mg.audio_channels == 2 else "mono"
@@ -215,6 +216,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     clip_seconds = wav.shape[-1] / mg.sample_rate
     rtf = seconds / clip_seconds
     run_record = {**flat_settings(settings), "sample_rate": mg.sample_rate, "channels": wav.shape[1],
+                  "fallback_from": fallback_from,  # the default model that was absent, when the demo ran instead
                   "audio_seconds": clip_seconds, "seconds_taken": {"load": load_seconds, "generate": seconds},
                   "real_time_factor": rtf, "torch": torch.__version__,
                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -324,21 +326,16 @@ def read_prompt_audio(path: Path, duration: float):
 def read_melody(path: Path, model: str, duration: float) -> tuple:
     """The melody file as (wav [C, N], rate), after checking that the model can follow it for `duration`."""
     from inference.audio import read_audio
-    from inference.loading import resolve_source
+    from inference.loading import is_melody_model, resolve_source
 
-    source = str(DEMO_FOLDER) if model == "demo" else resolve_source(model)
-    config_file = Path(source) / "config.json"
-    window = MELODY_WINDOW
-    if config_file.is_file():
-        config = json.loads(config_file.read_text())
-        config = config if isinstance(config, dict) else {}  # a malformed config is the loader's to report
-        is_melody = "melody" in str(config.get("model_type", ""))
-        window = float(config.get("max_duration", window))
-    else:
-        is_melody = "melody" in source.lower()
-    if not is_melody:
+    if not is_melody_model(model):
         raise CliError(f"--melody needs a melody model (--model melody, melody-large, stereo-melody, ...); "
                        f"{model} is not one")
+    window = MELODY_WINDOW
+    config_file = Path(str(DEMO_FOLDER) if model == "demo" else resolve_source(model)) / "config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        window = float(config.get("max_duration", window)) if isinstance(config, dict) else window
     if duration > window:
         raise CliError(f"--melody: a melody model follows a melody for one window of {window:g} s; --duration "
                        f"{duration:g} s is longer")
@@ -371,7 +368,9 @@ def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_g
     downloaded nor found in the cache, the bundled demo model, said in one line."""
     import torch
 
+    from checkpoint_io import ModelNotFoundError
     from inference import MusicGen
+    from inference.loading import resolve_source
 
     def load(source: str):
         options = dict(dtype=getattr(torch, dtype), quantize=None if quantize == "none" else quantize)
@@ -383,10 +382,11 @@ def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_g
             raise CliError(f"the bundled demo model is missing from {DEMO_FOLDER} (rebuild it with "
                            "`python -m training.demo`); or use --model small (downloads facebook/musicgen-small)")
         source = str(DEMO_FOLDER)
+    source = resolve_source(source)  # `--model small` records facebook/musicgen-small, as the default does
     try:
         return load(source)
     except (ValueError, OSError, KeyError) as err:
-        if model is None and not is_cached(DEFAULT_MODEL):
+        if model is None and isinstance(err, ModelNotFoundError):  # absent, not broken: say why otherwise
             if (DEMO_FOLDER / "config.json").is_file():
                 print(f"offline: {DEFAULT_MODEL} cannot be downloaded and is not cached, so this run uses the "
                       f"bundled demo model ({DEMO_FOLDER}), a toy trained on synthetic music")
@@ -396,12 +396,6 @@ def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_g
                            f"{DEFAULT_MODEL}` on a machine with network access, or pass --model FOLDER") from None
         detail = str(err) if not isinstance(err, KeyError) else f"its config.json lacks the section {err}"
         raise CliError(f"cannot load the model {source}: {detail}") from None
-
-
-def is_cached(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
 def generate(mg, prompts: list[str], prompt_audio, melody, s: Settings):

@@ -1,7 +1,7 @@
 """EnCodec, the neural audio codec that turns audio into MusicGen's tokens and back."""
 
+from checkpoint_io import CheckpointError
 from encodec.config import PRESETS, EncodecConfig, get_preset
-from encodec.hub import CheckpointError
 from encodec.loading import load_encodec, save_encodec
 from encodec.model import EncodecModel, EncodecOutput
 

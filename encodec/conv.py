@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrizations, parametrize
+from torch.nn.utils import parametrizations
 
 NORMS = ("weight_norm", "time_group_norm", "none")
 
@@ -82,18 +82,6 @@ def _apply_norm(conv: nn.Module, norm: str, channels: int) -> tuple[nn.Module, n
     return conv, post
 
 
-def fold_weight_norm(module: nn.Module) -> nn.Module:
-    """Replace every weight-norm parametrization below `module` by the plain weight g * v / ||v||.
-
-    The result computes the same function without re-normalising the weight at every call: this is the
-    inference form (weight-norm folding). Returns `module` for chaining.
-    """
-    for child in module.modules():
-        if parametrize.is_parametrized(child, "weight"):
-            parametrize.remove_parametrizations(child, "weight", leave_parametrized=True)
-    return module
-
-
 class PaddedConv1d(nn.Module):
     """Conv1d that pads its input itself: causally or centred, plus the tail padding for exact frames.
 
@@ -118,10 +106,10 @@ class PaddedConv1d(nn.Module):
         self.padding_total = self.effective_kernel - stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convolve(self.pad(x))  # [B, C_out, ceil(T / stride)]
+        return self.norm(self.conv(self.pad(x)))  # [B, C_out, ceil(T / stride)]
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, C_in, T] -> [B, C_in, T'] padded for `convolve` (x itself when no padding is needed)."""
+        """[B, C_in, T] -> [B, C_in, T'], padded so that the conv gives ceil(T / stride) frames."""
         extra = extra_padding_for_conv1d(x.shape[-1], self.effective_kernel, self.stride, self.padding_total)
         if self.causal:
             left, right = self.padding_total, 0
@@ -129,25 +117,6 @@ class PaddedConv1d(nn.Module):
             right = self.padding_total // 2
             left = self.padding_total - right  # the odd sample goes left
         return pad1d(x, (left, right + extra), self.pad_mode)  # [B, C_in, T']
-
-    def convolve(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolution (and norm) of an already padded input: [B, C_in, T'] -> [B, C_out, T_out]."""
-        if self.effective_kernel == 1 and self.stride == 1:  # 1x1 conv: the faster equivalent
-            return self.norm(pointwise_conv1d(x, self.conv.weight, self.conv.bias))
-        return self.norm(self.conv(x))
-
-
-def pointwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """A 1x1 convolution as the matrix product it is: [B, C_in, T] -> [B, C_out, T].
-
-    Same result as `F.conv1d(x, weight, bias)` up to float rounding; on CPU torch's convolution path takes
-    about twice as long for these shapes (bench/codec.py).
-    """
-    w = weight[:, :, 0]  # [C_out, C_in]
-    if x.shape[0] == 1 and bias is not None:
-        return torch.addmm(bias[:, None], w, x[0])[None]  # [1, C_out, T]
-    y = torch.matmul(w, x)  # [B, C_out, T]
-    return y if bias is None else y + bias[:, None]
 
 
 class PaddedConvTranspose1d(nn.Module):
@@ -173,34 +142,5 @@ class PaddedConvTranspose1d(nn.Module):
         self.trim = (padding_total - right, right)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv
-        if conv.kernel_size[0] == 2 * conv.stride[0]:  # every EnCodec model: the faster equivalent
-            y = conv_transpose1d_two_taps(x, conv.weight, conv.bias, conv.stride[0])
-        else:
-            y = conv(x)
-        y = self.norm(y)  # [B, C_out, (T - 1) * stride + kernel]
+        y = self.norm(self.conv(x))  # [B, C_out, (T - 1) * stride + kernel]
         return unpad1d(y, self.trim)  # [B, C_out, T * stride]
-
-
-def conv_transpose1d_two_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                              stride: int) -> torch.Tensor:
-    """`F.conv_transpose1d(x, weight, bias, stride)` for kernel = 2 * stride, as a 2-tap conv plus an interleave.
-
-    Output sample n * s + p receives x[n] through tap p and x[n - 1] through tap s + p, and nothing else.
-    So one ordinary conv over the pairs [x[n - 1], x[n]] with s * C_out output channels computes all s phases
-    at once; interleaving the phases gives the output. The result is the same up to float rounding, without the
-    transposed conv's scatter-add (col2im): faster on CPU (bench/codec.py).
-
-    Args:
-        x: [B, C_in, T]; weight: [C_in, C_out, 2s] (transposed-conv layout); bias: [C_out] or None.
-    Returns:
-        [B, C_out, (T + 1) * s], i.e. (T - 1) * s + k samples.
-    """
-    C_in, C_out, _ = weight.shape
-    s = stride
-    taps = torch.stack([weight[:, :, s:], weight[:, :, :s]], dim=-1)  # [C_in, C_out, s, 2]: for x[n-1], x[n]
-    taps = taps.permute(1, 2, 0, 3).reshape(C_out * s, C_in, 2)  # [C_out * s, C_in, 2]
-    phase_bias = None if bias is None else bias.repeat_interleave(s)  # [C_out * s]
-    y = F.conv1d(x, taps, phase_bias, padding=1)  # [B, C_out * s, T + 1]
-    B, _, T1 = y.shape
-    return y.view(B, C_out, s, T1).transpose(2, 3).reshape(B, C_out, T1 * s)  # [B, C_out, (T + 1) * s]

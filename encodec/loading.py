@@ -17,23 +17,32 @@ read with safetensors or `torch.load(weights_only=True)`: loading never runs cod
 """
 
 import json
+import math
 import os
 import re
 from pathlib import Path
 
 import torch
 
-from encodec.config import EncodecConfig, get_preset
-from encodec.hub import (
+from checkpoint_io import (
     CheckpointError,
+    ModelNotFoundError,
+    check_size,
     file_getter,
+    float_field,
     hub_file,
+    int_field,
+    load_strict,
     looks_like_repo_id,
+    meta_size,
     read_hf_weights,
     read_json,
     read_xp_cfg,
+    summarise,
     torch_load,
 )
+from encodec.config import EncodecConfig, get_preset
+from encodec.inference import prepare_codec_for_inference
 from encodec.model import EncodecModel
 
 # Weight norm: old `torch.nn.utils.weight_norm` names (2023 Hub files, audiocraft, encodec) -> current ones.
@@ -66,71 +75,82 @@ def rename_keys(state: dict[str, torch.Tensor], renames: list[tuple[str, str]]) 
     return out
 
 
-def _summarise(keys: list[str], limit: int = 8) -> str:
-    keys = sorted(keys)
-    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
+def build_codec(config: EncodecConfig, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
+    """An EncodecModel of `config` holding `state` (our names), strictly checked (`checkpoint_io.load_strict`).
 
-
-def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
-    """Load `state` (our names) into `model`, strictly: every key present, none extra, every shape equal.
-
-    A checkpoint whose weight norm was already folded (plain `conv.weight`) loads into a folded model.
+    The model is built on the meta device (no memory, no random init), then takes the checkpoint's tensors
+    (in float32). A checkpoint whose weight norm was already folded (plain `conv.weight`) loads into a
+    folded model.
     """
-    state = {k: v for k, v in state.items() if not IGNORED_KEYS.search(k)}
-    has_weight_norm = any(".parametrizations.weight." in k for k in state)
-    if not has_weight_norm and hasattr(model, "fold_weight_norm"):
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items() if not IGNORED_KEYS.search(k)}
+    with torch.device("meta"):
+        model = EncodecModel(config)
+    if not any(".parametrizations.weight." in k for k in state):
         model.fold_weight_norm()
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{origin} does not match the model built from its config: "
-            f"missing keys: [{_summarise(missing)}]; unexpected keys: [{_summarise(unexpected)}]"
-        )
-    wrong = [f"{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}"
-             for k, v in expected.items() if state[k].shape != v.shape]
-    if wrong:
-        raise CheckpointError(f"{origin} has tensors of the wrong shape: {_summarise(wrong, 5)}")
-    model.load_state_dict(state)
+    load_strict(model, state, origin, assign=True)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Configs
 
 
-def config_from_hf(cfg: dict) -> EncodecConfig:
+def config_from_hf(cfg: dict, origin: str = "config.json") -> EncodecConfig:
     """Our config from a transformers `EncodecConfig` dict (`config.json`, or MusicGen's `audio_encoder`).
 
-    A missing field takes transformers' default for it (e.g. `use_causal_conv` defaults to True there).
+    A missing field takes transformers' default for it (e.g. `use_causal_conv` defaults to True there). Every
+    number is checked (type and range) before anything is built; a bad one is a `CheckpointError` naming it.
     """
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{origin}: the codec config is a {type(cfg).__name__}, not an object")
     unsupported = {"normalize": False, "chunk_length_s": None}
     for field, ok in unsupported.items():
         if cfg.get(field, ok) not in (ok, 0, False):
             raise CheckpointError(f"EnCodec checkpoints with {field}={cfg[field]!r} (the 48 kHz model's chunked "
                                   "normalisation) are not supported; MusicGen uses the 32 kHz codec")
-    hidden = cfg.get("hidden_size", 128)
+
+    def number(name: str, default: int, low: int = 1, high: int = 65_536) -> int:
+        return int_field(cfg, name, origin, low, high, default)
+
+    hidden = number("hidden_size", 128)
     if cfg.get("codebook_dim") not in (None, hidden):
         raise CheckpointError(f"codebook_dim {cfg['codebook_dim']} != hidden_size {hidden} is not supported")
-    sample_rate = cfg.get("sampling_rate", 24_000)
-    ratios = tuple(cfg.get("upsampling_ratios", (8, 5, 4, 2)))
-    bins = cfg.get("codebook_size", 1024)
+    sample_rate = number("sampling_rate", 24_000, high=1_000_000)
+    ratios = _int_list(cfg, "upsampling_ratios", (8, 5, 4, 2), origin)
+    bins = number("codebook_size", 1024, low=2, high=2**20)
     bandwidths = cfg.get("target_bandwidths", (1.5, 3.0, 6.0, 12.0, 24.0))
+    if not isinstance(bandwidths, list | tuple) or not bandwidths:
+        raise CheckpointError(f"{origin}: target_bandwidths must be a non-empty list, got {bandwidths!r}")
+    bandwidth = max(float_field({"target_bandwidths": b}, "target_bandwidths", origin, 1e-3, 1e4) for b in bandwidths)
     # transformers' rule: the codebooks that fit the highest bandwidth, at the rounded-up frame rate.
-    frame_rate = -(-sample_rate // int(torch.tensor(ratios).prod()))
-    n_q = int(1000 * max(bandwidths) // (frame_rate * (bins - 1).bit_length()))
-    return EncodecConfig(
-        sample_rate=sample_rate, channels=cfg.get("audio_channels", 1), dimension=hidden,
-        n_filters=cfg.get("num_filters", 32), ratios=ratios, n_residual_layers=cfg.get("num_residual_layers", 1),
-        kernel_size=cfg.get("kernel_size", 7), last_kernel_size=cfg.get("last_kernel_size", 7),
-        residual_kernel_size=cfg.get("residual_kernel_size", 3),
-        dilation_base=cfg.get("dilation_growth_rate", 2), compress=cfg.get("compress", 2),
-        lstm_layers=cfg.get("num_lstm_layers", 2), true_skip=not cfg.get("use_conv_shortcut", True),
-        causal=cfg.get("use_causal_conv", True), pad_mode=cfg.get("pad_mode", "reflect"),
-        norm=cfg.get("norm_type", "weight_norm"), trim_right_ratio=cfg.get("trim_right_ratio", 1.0),
-        n_q=n_q, bins=bins, q_dropout=len(bandwidths) > 1,
-    )
+    frame_rate = -(-sample_rate // math.prod(ratios))
+    n_q = int(1000 * bandwidth // (frame_rate * (bins - 1).bit_length()))
+    if not 1 <= n_q <= 1024:
+        raise CheckpointError(f"{origin}: target_bandwidths {bandwidths} give {n_q} codebooks at {frame_rate} Hz "
+                              f"and {bins} codes (between 1 and 1024 are supported)")
+    try:
+        return EncodecConfig(
+            sample_rate=sample_rate, channels=number("audio_channels", 1, high=2), dimension=hidden,
+            n_filters=number("num_filters", 32), ratios=ratios,
+            n_residual_layers=number("num_residual_layers", 1, low=0, high=64),
+            kernel_size=number("kernel_size", 7, high=1024), last_kernel_size=number("last_kernel_size", 7, high=1024),
+            residual_kernel_size=number("residual_kernel_size", 3, high=1024),
+            dilation_base=number("dilation_growth_rate", 2, high=1024), compress=number("compress", 2, high=1024),
+            lstm_layers=number("num_lstm_layers", 2, high=64), true_skip=not cfg.get("use_conv_shortcut", True),
+            causal=bool(cfg.get("use_causal_conv", True)), pad_mode=cfg.get("pad_mode", "reflect"),
+            norm=cfg.get("norm_type", "weight_norm"),
+            trim_right_ratio=float_field(cfg, "trim_right_ratio", origin, 0.0, 1.0, 1.0),
+            n_q=n_q, bins=bins, q_dropout=len(bandwidths) > 1,
+        )
+    except ValueError as err:  # pad_mode, norm_type: the config's own checks
+        raise CheckpointError(f"{origin}: {err}") from None
+
+
+def _int_list(cfg: dict, name: str, default: tuple[int, ...], origin: str) -> tuple[int, ...]:
+    values = cfg.get(name, default)
+    if not isinstance(values, list | tuple) or not 1 <= len(values) <= 16:
+        raise CheckpointError(f"{origin}: {name} must be a list of 1 to 16 integers, got {values!r}")
+    return tuple(int_field({name: v}, name, origin, 1, 1024) for v in values)
 
 
 def config_to_hf(config: EncodecConfig) -> dict:
@@ -189,7 +209,7 @@ def config_from_encodec_state(state: dict[str, torch.Tensor]) -> EncodecConfig:
 
 
 def load_encodec(source: str | os.PathLike, device: torch.device | str | None = None,
-                 fold_weight_norm: bool = True) -> EncodecModel:
+                 inference: bool = True) -> EncodecModel:
     """Load a published (or our own exported) EnCodec, in eval mode.
 
     Args:
@@ -197,13 +217,14 @@ def load_encodec(source: str | os.PathLike, device: torch.device | str | None = 
             a local folder in transformers or audiocraft layout, or a checkpoint file
             (`compression_state_dict.bin`, an original encodec `.th`).
         device: where to put the model (default CPU).
-        fold_weight_norm: fold weight norm into plain weights (inference); False keeps it for training.
+        inference: fold weight norm and swap in the faster inference modules
+            (`encodec.inference.prepare_codec_for_inference`); False keeps the training form.
     Returns:
         The codec, see `EncodecModel` (`encode`, `decode`, `sample_rate`, `frame_rate`, ...).
     """
     model = _load(str(source))
-    if fold_weight_norm:
-        model.fold_weight_norm()
+    if inference:
+        prepare_codec_for_inference(model)
     return model.to(device).eval()
 
 
@@ -221,25 +242,31 @@ def _load(source: str) -> EncodecModel:
     if looks_like_repo_id(source):
         config = read_json(hub_file(source, "config.json"))
         return _load_hf(config, file_getter(source), source)
-    raise CheckpointError(f"{source!r} is not an existing file or folder, nor a Hugging Face repo id")
+    raise ModelNotFoundError(f"{source!r} is not an existing file or folder, nor a Hugging Face repo id")
 
 
 def _load_hf(config: dict, get_file, origin: str) -> EncodecModel:
     """transformers layout: an EncodecModel, or the `audio_encoder` part of a MusicGen checkpoint."""
     model_type = config.get("model_type", "")
     if model_type == "encodec":
-        return codec_from_hf(config, read_hf_weights(get_file), origin)
-    if model_type.startswith("musicgen") and "audio_encoder" in config:
-        return codec_from_hf(config["audio_encoder"], read_hf_weights(get_file, "audio_encoder."), origin)
-    raise CheckpointError(f"{origin}: config.json is a {model_type or 'untyped'!r} model, not an EnCodec "
-                          "or MusicGen checkpoint")
+        codec_config, prefix = config_from_hf(config, origin), ""
+    elif isinstance(model_type, str) and model_type.startswith("musicgen") and "audio_encoder" in config:
+        codec_config, prefix = config_from_hf(config["audio_encoder"], origin), "audio_encoder."
+    else:
+        raise CheckpointError(f"{origin}: config.json is a {model_type or 'untyped'!r} model, not an EnCodec "
+                              "or MusicGen checkpoint")
+    check_size(codec_size(codec_config), "codec", origin)  # before any tensor is read
+    return build_codec(codec_config, rename_keys(read_hf_weights(get_file, prefix), HF_RENAMES), origin)
+
+
+def codec_size(config: EncodecConfig) -> int:
+    """How many values the codec of `config` holds (counted on the meta device)."""
+    return meta_size(lambda: EncodecModel(config))
 
 
 def codec_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> EncodecModel:
     """An EncodecModel from a transformers EnCodec config dict and its tensors (names without prefix)."""
-    model = EncodecModel(config_from_hf(config))
-    load_state_into(model, rename_keys(state, HF_RENAMES), origin)
-    return model
+    return build_codec(config_from_hf(config, origin), rename_keys(state, HF_RENAMES), origin)
 
 
 def _load_file(path: Path) -> EncodecModel:
@@ -253,16 +280,19 @@ def _load_file(path: Path) -> EncodecModel:
     if "pretrained" in content:  # audiocraft's pointer form: the codec lives in an HF repo
         return _load(str(content["pretrained"]))
     if "best_state" in content and "xp.cfg" in content:
-        model = EncodecModel(config_from_audiocraft(content["xp.cfg"]))
         state = content["best_state"]
         state = state.get("model", state)  # some exports nest the weights once more
-        load_state_into(model, rename_keys(state, AUDIOCRAFT_RENAMES), str(path))
-        return model
+        try:
+            config = config_from_audiocraft(content["xp.cfg"])
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            raise CheckpointError(f"{path}: xp.cfg: {err!r}") from None
+        check_size(codec_size(config), "codec", str(path))  # the tensors are memory-mapped, not read yet
+        return build_codec(config, rename_keys(state, AUDIOCRAFT_RENAMES), str(path))
     if "encoder.model.0.conv.conv.weight_v" in content:  # the original encodec package
-        model = EncodecModel(config_from_encodec_state(content))
-        load_state_into(model, rename_keys(content, AUDIOCRAFT_RENAMES), str(path))
-        return model
-    raise CheckpointError(f"{path}: unknown checkpoint format (top-level keys: {_summarise(list(content))})")
+        return build_codec(config_from_encodec_state(content), rename_keys(content, AUDIOCRAFT_RENAMES), str(path))
+    raise CheckpointError(f"{path}: unknown checkpoint format (top-level keys: {summarise(list(content))})")
 
 
 def save_encodec(model: EncodecModel, folder: str | os.PathLike) -> Path:

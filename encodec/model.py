@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from encodec.config import EncodecConfig
-from encodec.conv import fold_weight_norm
+from encodec.inference import fold_weight_norm
 from encodec.quantizer import ResidualVectorQuantizer
 from encodec.seanet import SEANetDecoder, SEANetEncoder
 
@@ -106,7 +106,9 @@ class EncodecModel(nn.Module):
         return EncodecOutput(audio, q.codes, q.commitment_loss, q.bandwidth)
 
     def fold_weight_norm(self) -> "EncodecModel":
-        """Fold weight norm into plain conv weights (same outputs, faster). For inference; returns self."""
+        """Fold weight norm into plain conv weights (same outputs, faster). For inference; returns self.
+
+        `encodec.inference.prepare_codec_for_inference` does this and swaps in the faster modules too."""
         fold_weight_norm(self)
         return self
 

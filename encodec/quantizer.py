@@ -55,11 +55,17 @@ def kmeans(x: torch.Tensor, num_clusters: int, num_iters: int) -> tuple[torch.Te
 class Codebook(nn.Module):
     """V vectors of size D with the EMA training rule (k-means init, Laplace smoothing, dead-code restart).
 
+    Args:
+        dim: vector size D; bins: number of codes V.
+        decay: EMA decay of the running counts and sums (0.99).
+        epsilon: Laplace smoothing of the counts (1e-5).
+        kmeans_iters: Lloyd iterations of the k-means initialisation on the first training batch.
+        threshold_ema_dead_code: codes whose EMA count falls below this are restarted (2).
     Buffers, all saved in checkpoints: `inited` [1], `cluster_size` [V] (EMA of how many latents each
     code received), `embed` [V, D] (the codebook), `embed_avg` [V, D] (EMA of the sum of those latents).
     """
 
-    def __init__(self, dim: int, bins: int, decay: float = 0.99, epsilon: float = 1e-5,
+    def __init__(self, dim: int, bins: int, *, decay: float = 0.99, epsilon: float = 1e-5,
                  kmeans_iters: int = 50, threshold_ema_dead_code: float = 2.0):
         super().__init__()
         self.bins, self.decay, self.epsilon = bins, decay, epsilon
@@ -134,11 +140,11 @@ class Codebook(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    """One RVQ stage: a codebook applied to every frame of a [B, D, T] latent."""
+    """One RVQ stage: `codebook` applied to every frame of a [B, D, T] latent."""
 
-    def __init__(self, dim: int, bins: int, **codebook_args):
+    def __init__(self, codebook: Codebook):
         super().__init__()
-        self.codebook = Codebook(dim, bins, **codebook_args)
+        self.codebook = codebook
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.codebook.encode(x.transpose(1, 2))  # [B, T]
@@ -178,17 +184,23 @@ class ResidualVectorQuantizer(nn.Module):
         dim: latent width D.
         n_q: number of codebooks K.
         bins: codes per codebook V.
-        q_dropout: in training, use a random number of codebooks in 1..K per batch (quantizer dropout),
-            so one model serves every bandwidth.
+        q_dropout: in training, use a random number of codebooks in 1..K (quantizer dropout), so one model
+            serves every bandwidth. One number per batch, as audiocraft does (descript-audio-codec draws one
+            per sample).
         frame_rate: latent frames per second, for the reported bandwidth.
-        codebook_args: decay, epsilon, kmeans_iters, threshold_ema_dead_code of each `Codebook`.
+        decay, epsilon, kmeans_iters, threshold_ema_dead_code: how each codebook learns, see `Codebook`.
     """
 
-    def __init__(self, dim: int, n_q: int, bins: int, q_dropout: bool = False, frame_rate: float = 50.0,
-                 **codebook_args):
+    def __init__(self, dim: int, n_q: int, bins: int, q_dropout: bool = False, frame_rate: float = 50.0, *,
+                 decay: float = 0.99, epsilon: float = 1e-5, kmeans_iters: int = 50,
+                 threshold_ema_dead_code: float = 2.0):
         super().__init__()
         self.n_q, self.bins, self.q_dropout, self.frame_rate = n_q, bins, q_dropout, frame_rate
-        self.layers = nn.ModuleList([VectorQuantizer(dim, bins, **codebook_args) for _ in range(n_q)])
+        self.layers = nn.ModuleList([
+            VectorQuantizer(Codebook(dim, bins, decay=decay, epsilon=epsilon, kmeans_iters=kmeans_iters,
+                                     threshold_ema_dead_code=threshold_ema_dead_code))
+            for _ in range(n_q)
+        ])
 
     def encode(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
         """Latents [B, D, T] -> codes [B, K, T] using the first `n_q` codebooks (all by default)."""
@@ -212,7 +224,7 @@ class ResidualVectorQuantizer(nn.Module):
     def forward(self, x: torch.Tensor, n_q: int | None = None) -> QuantizedResult:
         """Quantize latents [B, D, T]; in training this also updates the codebooks."""
         n_q = n_q or self.n_q
-        if self.training and self.q_dropout:
+        if self.training and self.q_dropout:  # quantizer dropout: one K for the whole batch
             n_q = int(torch.randint(1, n_q + 1, (1,)).item())
         residual = x
         quantized = torch.zeros_like(x)
@@ -224,7 +236,9 @@ class ResidualVectorQuantizer(nn.Module):
             quantized = quantized + q
             codes.append(idx)
         if self.training:
-            # Straight-through estimator: forward the quantized value, backward the identity.
+            # Straight-through estimator, once on the sum (not per stage, see encodec issue 25 and
+            # docs/architecture.md 2.2): the stages are detached, so every residual is x minus constants and
+            # each stage's commitment loss reaches the encoder; the decoder's gradient reaches x unchanged.
             quantized = x + (quantized - x).detach()
         bandwidth = n_q * math.log2(self.bins) * self.frame_rate / 1000
         return QuantizedResult(quantized, torch.stack(codes, dim=1), bandwidth, torch.stack(losses).mean())

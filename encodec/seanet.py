@@ -11,12 +11,11 @@ Encoder, for ratios (8, 5, 4, 4) given in *decoder* order (the encoder walks the
     LSTM (+ skip), ELU, conv k7 (16nf -> dimension)
 
 `layers` is one flat ModuleList so that layer indices equal the published checkpoints' (`model.{i}`).
-Activations and residual sums are computed in place where their input is a temporary: on CPU, writing
-into fresh memory costs as much as the ELU itself (bench/codec.py).
+This file is the architecture as published; `encodec/inference.py` swaps in faster equivalents of some of
+its modules (1x1 convs as matrix products, in-place activations) for inference.
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from encodec.config import EncodecConfig
@@ -35,21 +34,15 @@ class ResidualBlock(nn.Module):
         hidden = dim // config.compress
         conv = dict(causal=config.causal, pad_mode=config.pad_mode, norm=config.norm)
         self.block = nn.Sequential(
-            nn.ELU(),  # applied in `forward` on the padded copy of x (x is still needed by the skip connection)
+            nn.ELU(),
             PaddedConv1d(dim, hidden, config.residual_kernel_size, dilation=dilation, **conv),
-            nn.ELU(inplace=True),
+            nn.ELU(),
             PaddedConv1d(hidden, dim, 1, **conv),
         )
         self.shortcut = nn.Identity() if config.true_skip else PaddedConv1d(dim, dim, 1, **conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = self.block[1]
-        # block[0]'s ELU commutes with padding (padding only copies samples), so pad first and apply the ELU in
-        # place on the padded copy: one pass over memory fewer. x itself stays intact for the skip connection.
-        padded = first.pad(x)  # [B, dim, T']
-        h = first.convolve(F.elu(padded) if padded is x else F.elu_(padded))  # [B, dim / compress, T]
-        h = self.block[3](self.block[2](h))  # [B, dim, T]
-        return h.add_(self.shortcut(x))
+        return self.shortcut(x) + self.block(x)  # [B, dim, T]
 
 
 class LSTMBlock(nn.Module):
@@ -72,7 +65,7 @@ def _down_blocks(config: EncodecConfig) -> list[nn.Module]:
     for ratio in reversed(config.ratios):
         dim = mult * config.n_filters
         layers += [ResidualBlock(config, dim, config.dilation_base**j) for j in range(config.n_residual_layers)]
-        layers += [nn.ELU(inplace=True), PaddedConv1d(dim, 2 * dim, 2 * ratio, stride=ratio, **conv)]
+        layers += [nn.ELU(), PaddedConv1d(dim, 2 * dim, 2 * ratio, stride=ratio, **conv)]
         mult *= 2
     return layers
 
@@ -84,7 +77,7 @@ def _up_blocks(config: EncodecConfig) -> list[nn.Module]:
         dim = mult * config.n_filters
         upsample = PaddedConvTranspose1d(dim, dim // 2, 2 * ratio, stride=ratio, causal=config.causal,
                                          norm=config.norm, trim_right_ratio=config.trim_right_ratio)
-        layers += [nn.ELU(inplace=True), upsample]
+        layers += [nn.ELU(), upsample]
         layers += [ResidualBlock(config, dim // 2, config.dilation_base**j)
                    for j in range(config.n_residual_layers)]
         mult //= 2
@@ -102,7 +95,7 @@ class SEANetEncoder(nn.Module):
             PaddedConv1d(config.channels, config.n_filters, config.kernel_size, **conv),
             *_down_blocks(config),
             LSTMBlock(width, config.lstm_layers),
-            nn.ELU(inplace=True),
+            nn.ELU(),
             PaddedConv1d(width, config.dimension, config.last_kernel_size, **conv),
         ])
 
@@ -123,7 +116,7 @@ class SEANetDecoder(nn.Module):
             PaddedConv1d(config.dimension, width, config.kernel_size, **conv),
             LSTMBlock(width, config.lstm_layers),
             *_up_blocks(config),
-            nn.ELU(inplace=True),
+            nn.ELU(),
             PaddedConv1d(config.n_filters, config.channels, config.last_kernel_size, **conv),
         ])
 

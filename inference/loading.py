@@ -16,35 +16,47 @@ folder) is read too: the LM is rebuilt from the `xp.cfg` YAML stored in `state_d
 `compression_state_dict.bin` (`load_encodec`), and T5 from the repo that `xp.cfg` names (`t5-base`).
 """
 
+import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from encodec import EncodecModel
-from encodec.hub import (
+from checkpoint_io import (
     CheckpointError,
+    ModelNotFoundError,
+    check_size,
     file_getter,
     hub_file,
     hub_reachable,
+    int_field,
+    load_strict,
     looks_like_repo_id,
+    meta_size,
     read_hf_weights,
     read_json,
     read_xp_cfg,
+    section,
     torch_load,
 )
-from encodec.loading import codec_from_hf, load_encodec
+from encodec import EncodecModel
+from encodec.inference import prepare_codec_for_inference
+from encodec.loading import codec_from_hf, codec_size, config_from_hf, load_encodec
 from lm.conditioning import LookupTableConditioner, T5Conditioner
-from lm.config import lm_config_from_audiocraft
-from lm.loading import StateDictMismatchError, build_lm_from_audiocraft, build_lm_from_hf
+from lm.config import is_melody_config, lm_config_from_audiocraft, lm_config_from_hf
+from lm.loading import build_lm_from_audiocraft, build_lm_from_hf
 from lm.model import MusicGenLM
 
-# Short names accepted for the published models.
+DEMO_FOLDER = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"  # the small bundled model
+
+# Short names accepted for the published models, and "demo" for the bundled one.
 SHORT_NAMES = {
-    name: f"facebook/musicgen-{name}"
-    for name in ("small", "medium", "large", "melody", "melody-large", "stereo-small", "stereo-medium",
-                 "stereo-large", "stereo-melody", "stereo-melody-large")
+    **{name: f"facebook/musicgen-{name}"
+       for name in ("small", "medium", "large", "melody", "melody-large", "stereo-small", "stereo-medium",
+                    "stereo-large", "stereo-melody", "stereo-melody-large")},
+    "demo": str(DEMO_FOLDER),
 }
 
 
@@ -57,7 +69,7 @@ class MusicGenParts:
 
 
 def resolve_source(source: str | os.PathLike) -> str:
-    """A short model name (`small`) becomes its Hub repo id; anything else is returned unchanged."""
+    """A short model name (`small`, `demo`) becomes its Hub repo id or folder; anything else is unchanged."""
     return SHORT_NAMES.get(str(source), str(source))
 
 
@@ -65,8 +77,12 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
     """Read a MusicGen checkpoint (local folder, file or Hub repo id, either layout) into our modules.
 
     The LM is cast to `lm_dtype`; T5 and the codec stay in float32 (as audiocraft does on GPU).
+    Raises:
+        ModelNotFoundError: the model is not here at all (no such folder, not cached and not downloadable).
+        CheckpointError: it is here but cannot be loaded (a missing part such as T5, a bad config or tensor);
+            the message names the cause.
     """
-    source = resolve_source(source)
+    name, source = str(source), resolve_source(source)
     path = Path(source)
     if path.is_file() and path.name == "state_dict.bin":
         return _load_audiocraft(path, path.parent / "compression_state_dict.bin", device, lm_dtype)
@@ -76,13 +92,51 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
         if (path / "state_dict.bin").is_file():
             return _load_audiocraft(path / "state_dict.bin", path / "compression_state_dict.bin", device, lm_dtype)
         raise CheckpointError(f"{source} holds no MusicGen checkpoint (no config.json, no state_dict.bin)")
+    if name == "demo":
+        raise ModelNotFoundError(f"the bundled demo model is missing from {source} (rebuild it with "
+                                 "`python -m training.demo`)")
     if looks_like_repo_id(source):
         if (config := hub_file(source, "config.json", required=False)) is not None:
-            return _load_transformers(source, read_json(config), device, lm_dtype)
-        return _load_audiocraft(hub_file(source, "state_dict.bin"), hub_file(source, "compression_state_dict.bin"),
-                                device, lm_dtype)
-    raise CheckpointError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
-                          f"name ({', '.join(SHORT_NAMES)})")
+            return _partly_here(source, lambda: _load_transformers(source, read_json(config), device, lm_dtype))
+        lm_file = hub_file(source, "state_dict.bin")  # ModelNotFoundError: neither layout is here
+        return _partly_here(source, lambda: _load_audiocraft(lm_file, hub_file(source, "compression_state_dict.bin"),
+                                                             device, lm_dtype))
+    raise ModelNotFoundError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
+                             f"name ({', '.join(SHORT_NAMES)})")
+
+
+def _partly_here(source: str, load):
+    """Run `load` for a Hub model of which a first file was found: a file missing now is not a missing model."""
+    try:
+        return load()
+    except ModelNotFoundError as err:
+        raise CheckpointError(f"{source} is only partly available: {err}") from None
+
+
+def is_melody_model(source: str | os.PathLike) -> bool:
+    """Whether `source` (as `load_musicgen_parts` takes it) is a melody (chroma-conditioned) model.
+
+    Reads only the checkpoint's config: `config.json` (transformers layout: model_type "musicgen_melody") or
+    the `xp.cfg` inside `state_dict.bin` (audiocraft layout: a `self_wav` condition prepended). A Hub model
+    that is not available offline is judged by its name.
+    """
+    source = resolve_source(source)
+    path = Path(source)
+    folder = path.parent if path.is_file() else path
+    if (folder / "config.json").is_file():
+        return is_melody_config(read_json(folder / "config.json"))
+    lm_file = folder / "state_dict.bin"
+    if not lm_file.is_file() and looks_like_repo_id(source):
+        if (config := hub_file(source, "config.json", required=False)) is not None:
+            return is_melody_config(read_json(config))
+        lm_file = hub_file(source, "state_dict.bin", required=False)
+        if lm_file is None:
+            return "melody" in source.lower()
+    if lm_file is None or not lm_file.is_file():
+        return False
+    package = torch_load(lm_file)
+    cfg = read_xp_cfg(package.get("xp.cfg", {})) if isinstance(package, dict) else {}
+    return "self_wav" in (cfg.get("fuser", {}) or {}).get("prepend", [])
 
 
 def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
@@ -90,28 +144,62 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
     if model_type not in ("musicgen", "musicgen_melody"):
         raise CheckpointError(f"{source}: a {model_type!r} checkpoint; expected a MusicGen one (model_type "
                               "'musicgen' or 'musicgen_melody')")
+    # Every number of the three configs is checked, and the model's size against the memory available, before
+    # any tensor is read.
+    origin = f"{source}/config.json"
+    audio_config, text_config = section(config, "audio_encoder", origin), section(config, "text_encoder", origin)
+    codec_config = config_from_hf(audio_config, f"{origin} (audio_encoder)")
+    lm_config = lm_config_from_hf(config, origin)
+    build_text = _text_builder(text_config, f"{source} (text_encoder)")
+    size = codec_size(codec_config) + meta_size(lambda: MusicGenLM(lm_config)) + meta_size(build_text)
+    check_size(size, "MusicGen model", origin)
     state = read_hf_weights(file_getter(source))
-    codec = codec_from_hf(config["audio_encoder"], _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
-    text = _text_from_hf(config["text_encoder"], _strip(state, "text_encoder."), source)
-    try:
-        lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype)
-    except StateDictMismatchError as err:
-        raise CheckpointError(f"{source} (decoder): {err}") from None
+    codec = codec_from_hf(audio_config, _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
+    text = _text_from_hf(text_config, build_text, _strip(state, "text_encoder."), source)
+    lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype, origin=f"{source} (decoder)")
     max_duration = float(config.get("max_duration", 30.0))  # written by inference/export.py
-    return MusicGenParts(lm, codec.fold_weight_norm().to(device).eval(), text.to(device), max_duration)
+    return MusicGenParts(lm, prepare_codec_for_inference(codec).to(device), text.to(device), max_duration)
 
 
-def _text_from_hf(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
-    """T5 (published models) or the word lookup table (small models trained here, see inference/export.py)."""
-    if config.get("model_type") != "lookup_table":
-        return T5Conditioner(_t5_from_hf(config, state, source), load_tokenizer(source))
-    text = LookupTableConditioner(int(config["num_bins"]), int(config["d_model"]), int(config.get("max_words", 32)))
-    expected = text.state_dict()
-    if set(state) != set(expected) or state["embedding.weight"].shape != expected["embedding.weight"].shape:
-        raise CheckpointError(f"{source} (text_encoder): expected one table {list(expected['embedding.weight'].shape)}"
-                              f" as text_encoder.embedding.weight, got {sorted(state)}")
-    text.load_state_dict(state)
-    return text.eval()
+def _text_builder(config: dict, origin: str) -> Callable[[], torch.nn.Module]:
+    """A function that builds the text encoder a checkpoint's `text_encoder` config describes, its numbers checked.
+
+    T5 (published models) or the word lookup table (small models trained here, see inference/export.py).
+    """
+    from transformers import T5Config, T5EncoderModel
+
+    if config.get("model_type") == "lookup_table":
+        num_bins = int_field(config, "num_bins", origin, 1, 2**24)
+        dim = int_field(config, "d_model", origin, 1, 65_536)
+        max_words = int_field(config, "max_words", origin, 1, 100_000, default=32)
+        return lambda: LookupTableConditioner(num_bins, dim, max_words)
+    for field, high in (("vocab_size", 2**20), ("d_model", 65_536), ("d_kv", 65_536), ("d_ff", 2**20),
+                        ("num_layers", 1024), ("num_heads", 1024)):
+        if field in config:
+            int_field(config, field, origin, 1, high)
+    try:
+        t5_config = T5Config.from_dict(config)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{origin}: not a T5 config: {err}") from None
+    return lambda: T5EncoderModel(t5_config)
+
+
+def _text_from_hf(config: dict, build: Callable[[], torch.nn.Module], state: dict[str, torch.Tensor],
+                  source: str) -> torch.nn.Module:
+    """The text conditioner: `build()` (on the meta device) holding the checkpoint's `text_encoder.*` tensors."""
+    origin = f"{source} (text_encoder)"
+    with torch.device("meta"):
+        model = build()
+    if isinstance(model, LookupTableConditioner):
+        load_strict(model, {k: v.float() for k, v in state.items()}, origin, assign=True)
+        return model.eval()
+    state = dict(state)
+    state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))  # tied to `shared`
+    state.setdefault("shared.weight", state.get("encoder.embed_tokens.weight"))
+    state = {k: v.float() for k, v in state.items() if v is not None}
+    load_strict(model, state, origin, assign=True)
+    model.encoder.embed_tokens.weight = model.shared.weight
+    return T5Conditioner(model.float().eval(), load_tokenizer(source, config))
 
 
 def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
@@ -123,9 +211,10 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
     text_proj = state.get("condition_provider.conditioners.description.output_proj.weight")  # [D, D_text]
     try:
         config = lm_config_from_audiocraft(cfg, None if text_proj is None else text_proj.shape[1])
-        lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype)
-    except (ValueError, KeyError) as err:
-        raise CheckpointError(f"{lm_file}: {err}") from None
+    except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
+        raise CheckpointError(f"{lm_file}: xp.cfg: {err!r}") from None
+    check_size(meta_size(lambda: MusicGenLM(config)), "language model", str(lm_file))  # tensors memory-mapped
+    lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype, origin=str(lm_file))
     t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")
     if t5_name is None:
         raise CheckpointError(f"{lm_file}: xp.cfg names no T5 text encoder (conditioners.description.t5.name)")
@@ -139,27 +228,6 @@ def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _t5_from_hf(config: dict, state: dict[str, torch.Tensor], origin: str) -> torch.nn.Module:
-    """transformers' T5 encoder with the checkpoint's weights (built on the meta device: no random init)."""
-    from transformers import T5Config, T5EncoderModel
-
-    with torch.device("meta"):
-        model = T5EncoderModel(T5Config.from_dict(config))
-    state = dict(state)
-    state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))  # tied to `shared`
-    state.setdefault("shared.weight", state.get("encoder.embed_tokens.weight"))
-    expected = model.state_dict()
-    missing = sorted(k for k in expected if state.get(k) is None)
-    unexpected = sorted(k for k in state if k not in expected)
-    wrong = sorted(k for k in expected if k not in missing and state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        raise CheckpointError(f"{origin} (text_encoder) does not fit its config: missing {missing[:8]}, "
-                              f"unexpected {unexpected[:8]}, wrong shape {wrong[:8]}")
-    model.load_state_dict({k: state[k] for k in expected}, assign=True)
-    model.encoder.embed_tokens.weight = model.shared.weight
-    return model.float().eval()
-
-
 def t5_from_pretrained(name: str) -> torch.nn.Module:
     """The T5 encoder an audiocraft config names (e.g. "t5-base"), from the Hub cache or a local folder."""
     from transformers import T5EncoderModel
@@ -171,12 +239,22 @@ def t5_from_pretrained(name: str) -> torch.nn.Module:
         raise CheckpointError(f"cannot load the T5 text encoder {name!r}: {err}") from None
 
 
-def load_tokenizer(source: str):
-    """The tokenizer stored with the checkpoint (T5's sentencepiece for the published models)."""
-    from transformers import AutoTokenizer
+def load_tokenizer(source: str, text_config: dict | None = None):
+    """The tokenizer stored with the checkpoint (T5's sentencepiece for the published models).
+
+    Args:
+        text_config: the checkpoint's `text_encoder` config section. Given, it tells transformers the tokenizer's
+            model type, so that the MusicGen `config.json` is not read (whose decoder section makes transformers
+            warn about token ids beyond its vocabulary).
+    """
+    from transformers import AutoTokenizer, T5Config
 
     try:
         offline = not Path(source).is_dir() and not hub_reachable()
-        return AutoTokenizer.from_pretrained(source, local_files_only=offline)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot load the tokenizer of {source}: {err}") from None
+        config = T5Config.from_dict(text_config) if text_config is not None else None
+        return AutoTokenizer.from_pretrained(source, local_files_only=offline, config=config)
+    except (OSError, ValueError, ImportError) as err:
+        hint = ""
+        if importlib.util.find_spec("sentencepiece") is None:
+            hint = " (T5's sentencepiece tokenizer needs `pip install sentencepiece protobuf`, see requirements.txt)"
+        raise CheckpointError(f"cannot load the tokenizer of {source}: {err}{hint}") from None

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from checkpoint_io import CheckpointError, int_field, section
+
 
 @dataclass(frozen=True)
 class LMConfig:
@@ -104,51 +106,74 @@ def lm_preset(name: str) -> LMConfig:
     return LM_PRESETS[key]
 
 
-def lm_config_from_hf(config: Mapping[str, Any]) -> LMConfig:
+def lm_config_from_hf(config: Mapping[str, Any], origin: str = "config.json") -> LMConfig:
     """Build an LMConfig from a transformers MusicGen `config.json` (as a dict).
 
     Args:
         config: either the whole `MusicgenConfig` dict (with "decoder" and "text_encoder" sections) or a
             bare `MusicgenDecoderConfig` dict. With a bare decoder dict there is no text projection
             (cond_dim None), as in `MusicgenForCausalLM`.
+        origin: names the checkpoint in errors.
     Returns:
         the LMConfig with every size read from the checkpoint's own config.
+    Raises:
+        CheckpointError: naming the field that is missing, of the wrong type or out of range.
     """
-    melody = config.get("model_type") == "musicgen_melody"
-    decoder = config.get("decoder", config)
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{origin}: the config is a {type(config).__name__}, not an object")
+    melody = is_melody_config(config)
+    if "decoder" in config or "text_encoder" in config or "audio_encoder" in config:
+        decoder = section(config, "decoder", origin)
+    else:
+        decoder = dict(config)
     if decoder.get("activation_function", "gelu") != "gelu":
-        raise ValueError(f"unsupported activation {decoder['activation_function']!r}; MusicGen uses gelu")
+        raise CheckpointError(f"{origin}: unsupported activation {decoder['activation_function']!r}; MusicGen "
+                              "uses gelu")
+
+    def number(name: str, high: int, where: Mapping[str, Any] = decoder, default: int | None = None) -> int:
+        return int_field(where, name, f"{origin} (decoder)" if where is decoder else origin, 1, high, default)
+
     # transformers computes `embed_scale` from `scale_embedding` but never applies it, so we ignore it.
-    num_codebooks = int(decoder["num_codebooks"])
-    audio_channels = int(decoder.get("audio_channels", 1))
+    num_codebooks = number("num_codebooks", 64)
+    audio_channels = number("audio_channels", 2, default=1)
     delays = stereo_delays(num_codebooks) if audio_channels == 2 else tuple(range(num_codebooks))
-    dim = int(decoder["hidden_size"])
+    dim = number("hidden_size", 65_536)
+    num_heads = number("num_attention_heads", 1024)
+    if dim % num_heads:
+        raise CheckpointError(f"{origin} (decoder): hidden_size {dim} is not divisible by num_attention_heads "
+                              f"{num_heads}")
     return LMConfig(
         dim=dim,
-        num_layers=int(decoder["num_hidden_layers"]),
-        num_heads=int(decoder["num_attention_heads"]),
-        ffn_dim=int(decoder["ffn_dim"]),
+        num_layers=number("num_hidden_layers", 1024),
+        num_heads=num_heads,
+        ffn_dim=number("ffn_dim", 2**20),
         num_codebooks=num_codebooks,
-        card=int(decoder["vocab_size"]),
+        card=number("vocab_size", 2**20),
         delays=delays,
         cross_attention=not melody,  # melody models prepend [chroma, text] to the sequence instead
-        cond_dim=_text_projection_dim(config, decoder, dim),
+        cond_dim=_text_projection_dim(config, decoder, dim, origin),
         audio_channels=audio_channels,
-        num_chroma=int(config.get("num_chroma", 12)) if melody else None,
-        chroma_length=int(config.get("chroma_length", 235)),
+        num_chroma=number("num_chroma", 1024, config, 12) if melody else None,
+        chroma_length=number("chroma_length", 100_000, config, 235),
     )
 
 
-def _text_projection_dim(config: Mapping[str, Any], decoder: Mapping[str, Any], dim: int) -> int | None:
+def is_melody_config(config: Mapping[str, Any]) -> bool:
+    """Whether a transformers MusicGen config (a `config.json` dict) describes a melody (chroma) model."""
+    return isinstance(config, Mapping) and config.get("model_type") == "musicgen_melody"
+
+
+def _text_projection_dim(config: Mapping[str, Any], decoder: Mapping[str, Any], dim: int, origin: str) -> int | None:
     """Input width of `enc_to_dec_proj`, or None when transformers builds no projection.
 
     transformers creates the projection only when the text encoder width differs from the decoder width
     and `cross_attention_hidden_size` is unset; every released MusicGen has T5-base (768) != dim.
     """
-    text = config.get("text_encoder")
-    if text is None or decoder.get("cross_attention_hidden_size") is not None:
+    if "text_encoder" not in config or decoder.get("cross_attention_hidden_size") is not None:
         return None
-    text_dim = int(text.get("d_model", text.get("hidden_size", 0)))
+    text = section(config, "text_encoder", origin)
+    field = "d_model" if "d_model" in text else "hidden_size"
+    text_dim = int_field(text, field, f"{origin} (text_encoder)", 1, 65_536)
     return text_dim if text_dim != dim else None
 
 
@@ -156,7 +181,7 @@ def lm_config_from_audiocraft(cfg: Mapping[str, Any], cond_dim: int | None) -> L
     """Build an LMConfig from an audiocraft experiment config (`xp.cfg` of `state_dict.bin`, as a dict).
 
     Args:
-        cfg: the resolved xp.cfg (`encodec.hub.read_xp_cfg`).
+        cfg: the resolved xp.cfg (`checkpoint_io.read_xp_cfg`).
         cond_dim: the text encoder width (read off the checkpoint's `output_proj` weight), or None.
     Raises:
         ValueError: for settings no released MusicGen uses (post-norm, biases, other patterns, ...).

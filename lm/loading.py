@@ -1,14 +1,18 @@
-"""Load transformers' MusicGen LM weights into `MusicGenLM` through one explicit renaming table.
+"""Load MusicGen LM weights into `MusicGenLM` through one explicit renaming table per checkpoint format.
 
-Two layouts are accepted:
+Three layouts are accepted, each mapped by a table {checkpoint name: our name} built from the config
+(`hf_key_table`, `audiocraft_key_table`) and loaded strictly by `checkpoint_io` (every name and shape
+checked, every value finite; one `CheckpointError` naming the culprit):
 - `MusicgenForConditionalGeneration` (the Hub's `model.safetensors`): LM keys under `decoder.`, the text
   projection as `enc_to_dec_proj.*`; the `text_encoder.*` and `audio_encoder.*` keys are skipped here
   (the T5 and EnCodec loaders read them).
 - `MusicgenForCausalLM`: the same names without the `decoder.` prefix and without `enc_to_dec_proj`
   (build its config with cond_dim=None, as `lm_config_from_hf` does for a bare decoder config).
+- audiocraft's `LMModel` (`state_dict.bin`): its own names, with each attention's q, k, v packed in one tensor.
 
-transformers' names come from its conversion of audiocraft's (REFERENCE.md 5.2); audiocraft packs each
-attention's q, k, v into one `in_proj_weight` [3D, D], which transformers splits by rows into q/k/v_proj.
+transformers' names come from its conversion of audiocraft's (`convert_musicgen_transformers.py`, see
+docs/architecture.md 3.1); audiocraft packs each attention's q, k, v into one `in_proj_weight` [3D, D], which
+transformers splits by rows into q/k/v_proj.
 """
 
 from collections.abc import Mapping
@@ -16,8 +20,13 @@ from typing import Any
 
 import torch
 
+from checkpoint_io import CheckpointError, load_strict, rename_with_table
+
 from .config import LMConfig, lm_config_from_hf
 from .model import MusicGenLM
+
+# The earlier name of `CheckpointError` for LM key mismatches, kept importable for existing callers.
+StateDictMismatchError = CheckpointError
 
 # Names inside one layer: transformers `model.decoder.layers.{i}.` -> ours `transformer.layers.{i}.`.
 _SELF_ATTENTION_TABLE = {
@@ -46,8 +55,8 @@ _SKIPPED_PREFIXES = ("text_encoder.", "audio_encoder.")
 _SKIPPED_SUFFIX = "embed_positions.weights"
 
 
-class StateDictMismatchError(ValueError):
-    """A checkpoint's keys or shapes do not match the model; the message names every offending key."""
+def _owned_by_others(name: str) -> bool:
+    return name.startswith(_SKIPPED_PREFIXES) or name.endswith(_SKIPPED_SUFFIX)
 
 
 def hf_key_table(config: LMConfig, causal_lm: bool = False) -> dict[str, str]:
@@ -79,57 +88,90 @@ def hf_key_table(config: LMConfig, causal_lm: bool = False) -> dict[str, str]:
     return table
 
 
+# Names inside one layer: audiocraft `transformer.layers.{i}.` -> ours `transformer.layers.{i}.`. A tuple is
+# a packed tensor: audiocraft's `in_proj_weight` [3D, D] holds the q, k and v projections as row blocks.
+_AUDIOCRAFT_SELF_ATTENTION_TABLE = {
+    "self_attn.in_proj_weight": ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+    "self_attn.out_proj.weight": "self_attn.out_proj.weight",
+    "norm1.weight": "self_attn_norm.weight",
+    "norm1.bias": "self_attn_norm.bias",
+    "linear1.weight": "linear1.weight",
+    "linear2.weight": "linear2.weight",
+    "norm2.weight": "ffn_norm.weight",
+    "norm2.bias": "ffn_norm.bias",
+}
+_AUDIOCRAFT_CROSS_ATTENTION_TABLE = {
+    "cross_attention.in_proj_weight": ("cross_attn.q_proj.weight", "cross_attn.k_proj.weight",
+                                       "cross_attn.v_proj.weight"),
+    "cross_attention.out_proj.weight": "cross_attn.out_proj.weight",
+    "norm_cross.weight": "cross_attn_norm.weight",
+    "norm_cross.bias": "cross_attn_norm.bias",
+}
+_AUDIOCRAFT_TEXT_PROJ = "condition_provider.conditioners.description.output_proj."
+
+
+def audiocraft_key_table(config: LMConfig) -> dict[str, str | tuple[str, str, str]]:
+    """Every name of an audiocraft `LMModel` state dict (`state_dict.bin`), mapped to our name (or names).
+
+    Returns:
+        {audiocraft name: MusicGenLM name, or (q, k, v) names for a packed attention projection}.
+    """
+    table: dict[str, str | tuple[str, str, str]] = {}
+    for k in range(config.num_codebooks):
+        table[f"emb.{k}.weight"] = f"embeddings.{k}.weight"
+        table[f"linears.{k}.weight"] = f"heads.{k}.weight"
+    layer_table = _AUDIOCRAFT_SELF_ATTENTION_TABLE | (_AUDIOCRAFT_CROSS_ATTENTION_TABLE if config.cross_attention
+                                                      else {})
+    for i in range(config.num_layers):
+        for theirs, ours in layer_table.items():
+            prefix = f"transformer.layers.{i}."
+            table[prefix + theirs] = tuple(prefix + o for o in ours) if isinstance(ours, tuple) else prefix + ours
+    table["out_norm.weight"] = "out_norm.weight"
+    table["out_norm.bias"] = "out_norm.bias"
+    if config.cond_dim is not None:
+        table[_AUDIOCRAFT_TEXT_PROJ + "weight"] = "cond_proj.weight"
+        table[_AUDIOCRAFT_TEXT_PROJ + "bias"] = "cond_proj.bias"
+    return table
+
+
 def _is_causal_lm_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     if "decoder.lm_heads.0.weight" in state_dict:
         return False
     if "lm_heads.0.weight" in state_dict:
         return True
-    raise StateDictMismatchError("no `decoder.lm_heads.0.weight` or `lm_heads.0.weight`: not a MusicGen checkpoint")
+    raise CheckpointError("no `decoder.lm_heads.0.weight` or `lm_heads.0.weight`: not a MusicGen checkpoint")
 
 
-def convert_hf_state_dict(state_dict: Mapping[str, torch.Tensor], config: LMConfig) -> dict[str, torch.Tensor]:
+def convert_hf_state_dict(state_dict: Mapping[str, torch.Tensor], config: LMConfig,
+                          origin: str = "the checkpoint") -> dict[str, torch.Tensor]:
     """Rename a transformers MusicGen state dict to MusicGenLM names.
 
     Args:
         state_dict: a `MusicgenForConditionalGeneration` or `MusicgenForCausalLM` state dict.
         config: the LM sizes the checkpoint should have.
+        origin: names the checkpoint in errors.
     Returns:
         {our name: tensor}, the tensors themselves (not copies).
     Raises:
-        StateDictMismatchError: naming every missing and every unexpected key.
+        CheckpointError: naming every missing and every unexpected key.
     """
     table = hf_key_table(config, causal_lm=_is_causal_lm_layout(state_dict))
-    missing = sorted(name for name in table if name not in state_dict)
-    unexpected = sorted(
-        name
-        for name in state_dict
-        if name not in table and not name.startswith(_SKIPPED_PREFIXES) and not name.endswith(_SKIPPED_SUFFIX)
-    )
-    if missing or unexpected:
-        raise StateDictMismatchError(
-            f"checkpoint does not fit the LM config; missing: {missing}; unexpected: {unexpected}"
-        )
-    return {ours: state_dict[theirs] for theirs, ours in table.items()}
+    return rename_with_table(state_dict, table, origin, ignored=_owned_by_others)
 
 
-def _check_shapes(lm: MusicGenLM, converted: Mapping[str, torch.Tensor]) -> None:
-    expected = lm.state_dict()
-    if set(expected) != set(converted):  # the table and the module disagree: a bug in this file
-        raise StateDictMismatchError(f"table/module mismatch: {sorted(set(expected) ^ set(converted))}")
-    wrong = [
-        f"{name}: checkpoint {tuple(tensor.shape)} != model {tuple(expected[name].shape)}"
-        for name, tensor in converted.items()
-        if tensor.shape != expected[name].shape
-    ]
-    if wrong:
-        raise StateDictMismatchError("shape mismatch: " + "; ".join(wrong))
+def convert_audiocraft_state_dict(state_dict: Mapping[str, torch.Tensor], config: LMConfig,
+                                  origin: str = "the checkpoint") -> dict[str, torch.Tensor]:
+    """Rename an audiocraft LM state dict to MusicGenLM names, splitting the packed q/k/v projections.
+
+    Raises:
+        CheckpointError: naming every missing and every unexpected key (in audiocraft's names).
+    """
+    return rename_with_table(state_dict, audiocraft_key_table(config), origin)
 
 
-def load_hf_state_dict(lm: MusicGenLM, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Copy transformers MusicGen LM weights into `lm` (in place), checking every name and shape."""
-    converted = convert_hf_state_dict(state_dict, lm.config)
-    _check_shapes(lm, converted)
-    lm.load_state_dict(converted, strict=True)
+def load_hf_state_dict(lm: MusicGenLM, state_dict: Mapping[str, torch.Tensor], origin: str = "the checkpoint") -> None:
+    """Copy transformers MusicGen LM weights into `lm` (in place), checking every name, shape and value."""
+    load_strict(lm, convert_hf_state_dict(state_dict, lm.config, origin), origin)
 
 
 def build_lm_from_hf(
@@ -137,6 +179,7 @@ def build_lm_from_hf(
     state_dict: Mapping[str, torch.Tensor],
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    origin: str = "the checkpoint",
 ) -> MusicGenLM:
     """Build a MusicGenLM from a transformers `config.json` dict and its (full or LM-only) state dict.
 
@@ -148,85 +191,25 @@ def build_lm_from_hf(
         state_dict: tensors loaded from model.safetensors (all shards merged).
         device: where the model should live (default: where the tensors are).
         dtype: parameter dtype (default: the checkpoint's).
+        origin: names the checkpoint in errors.
     Returns:
         the LM in eval mode.
     """
-    lm_config = lm_config_from_hf(config)
-    return _build(lm_config, convert_hf_state_dict(state_dict, lm_config), device, dtype)
-
-
-def _build(config: LMConfig, converted: Mapping[str, torch.Tensor], device, dtype) -> MusicGenLM:
-    """A MusicGenLM built on the meta device (no random init) that takes `converted` (our names) as its tensors."""
-    with torch.device("meta"):
-        lm = MusicGenLM(config)
-    _check_shapes(lm, converted)
-    lm.load_state_dict(converted, strict=True, assign=True)
-    return lm.to(device=device, dtype=dtype).eval()
-
-
-# audiocraft `LMModel` names (its exported `state_dict.bin`) -> ours. Attention weights are packed:
-# `in_proj_weight` [3D, D] holds the q, k and v projections as consecutive row blocks.
-_AUDIOCRAFT_LAYER_TABLE = {
-    "norm1": "self_attn_norm",
-    "norm_cross": "cross_attn_norm",
-    "norm2": "ffn_norm",
-    "linear1": "linear1",
-    "linear2": "linear2",
-    "self_attn.out_proj": "self_attn.out_proj",
-    "cross_attention.out_proj": "cross_attn.out_proj",
-}
-_AUDIOCRAFT_PACKED = {"self_attn.in_proj_weight": "self_attn", "cross_attention.in_proj_weight": "cross_attn"}
-_AUDIOCRAFT_TEXT_PROJ = "condition_provider.conditioners.description.output_proj."
-
-
-def convert_audiocraft_state_dict(state_dict: Mapping[str, torch.Tensor], config: LMConfig) -> dict[str, torch.Tensor]:
-    """Rename an audiocraft LM state dict to MusicGenLM names, splitting the packed q/k/v projections.
-
-    Raises:
-        StateDictMismatchError: naming every key that maps to nothing, and every model tensor left unset.
-    """
-    out: dict[str, torch.Tensor] = {}
-    unexpected = []
-    for name, tensor in state_dict.items():
-        ours = _audiocraft_name(name)
-        if ours is None:
-            unexpected.append(name)
-        elif isinstance(ours, tuple):  # packed attention: rows [q; k; v]
-            q, k, v = tensor.chunk(3, dim=0)  # [D, D] each
-            out |= {f"{ours[0]}.q_proj.weight": q, f"{ours[0]}.k_proj.weight": k, f"{ours[0]}.v_proj.weight": v}
-        else:
-            out[ours] = tensor
-    expected = set(hf_key_table(config).values())
-    missing = sorted(expected - set(out))
-    unexpected += sorted(set(out) - expected)
-    if missing or unexpected:
-        raise StateDictMismatchError(f"checkpoint does not fit the LM config; missing: {missing}; "
-                                     f"unexpected: {sorted(unexpected)}")
-    return out
-
-
-def _audiocraft_name(name: str) -> str | tuple[str] | None:
-    """Our name for one audiocraft key; a 1-tuple (prefix) for a packed q/k/v weight; None if unknown."""
-    parts = name.split(".")
-    if parts[0] == "emb" and len(parts) == 3:
-        return f"embeddings.{parts[1]}.weight"
-    if parts[0] == "linears" and len(parts) == 3:
-        return f"heads.{parts[1]}.weight"
-    if parts[0] == "out_norm":
-        return name
-    if name.startswith(_AUDIOCRAFT_TEXT_PROJ):
-        return "cond_proj." + name[len(_AUDIOCRAFT_TEXT_PROJ):]
-    if name.startswith("transformer.layers.") and len(parts) >= 5:
-        layer, rest = ".".join(parts[:3]), ".".join(parts[3:])
-        if rest in _AUDIOCRAFT_PACKED:
-            return (f"{layer}.{_AUDIOCRAFT_PACKED[rest]}",)
-        module, _, param = rest.rpartition(".")
-        if module in _AUDIOCRAFT_LAYER_TABLE:
-            return f"{layer}.{_AUDIOCRAFT_LAYER_TABLE[module]}.{param}"
-    return None
+    lm_config = lm_config_from_hf(config, origin)
+    return build_lm(lm_config, convert_hf_state_dict(state_dict, lm_config, origin), device, dtype, origin)
 
 
 def build_lm_from_audiocraft(config: LMConfig, state_dict: Mapping[str, torch.Tensor],
-                             device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> MusicGenLM:
+                             device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                             origin: str = "the checkpoint") -> MusicGenLM:
     """Build a MusicGenLM from an audiocraft LM state dict (see `lm_config_from_audiocraft` for the config)."""
-    return _build(config, convert_audiocraft_state_dict(state_dict, config), device, dtype)
+    return build_lm(config, convert_audiocraft_state_dict(state_dict, config, origin), device, dtype, origin)
+
+
+def build_lm(config: LMConfig, converted: Mapping[str, torch.Tensor], device=None, dtype=None,
+             origin: str = "the checkpoint") -> MusicGenLM:
+    """A MusicGenLM built on the meta device (no random init) that takes `converted` (our names) as its tensors."""
+    with torch.device("meta"):
+        lm = MusicGenLM(config)
+    load_strict(lm, converted, origin, assign=True)
+    return lm.to(device=device, dtype=dtype).eval()

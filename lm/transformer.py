@@ -1,7 +1,7 @@
 """The MusicGen transformer: pre-norm layers of causal self-attention, cross-attention and a GELU FFN.
 
 Follows audiocraft's `StreamingTransformer` with MusicGen's settings (MusicGen paper, section 2.2; see
-docs/architecture.md): LayerNorm eps 1e-5 before each block, no biases in attention or FFN, exact (erf) GELU,
+docs/architecture.md 1.1): LayerNorm eps 1e-5 before each block, no biases in attention or FFN, exact (erf) GELU,
 no dropout (0 in every released model, so it is left out), softmax scale 1/sqrt(head_dim), sinusoidal
 positions added once at the input.
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from checkpoint_io import ModelNotFoundError
 from encodec import CheckpointError, load_encodec
 from tests.codec_oracle import HF_32KHZ, random_hf_codec
 
@@ -31,7 +32,7 @@ def _copy_with(folder, tmp_path, edit_state=None, edit_config=None):
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(CheckpointError, match="not an existing file or folder"):
+    with pytest.raises(ModelNotFoundError, match="not an existing file or folder"):
         load_encodec(tmp_path / "nowhere" / "codec.bin")
 
 
@@ -137,7 +138,7 @@ def test_an_unreachable_hub_is_detected_at_once(monkeypatch):
 
     import huggingface_hub
 
-    from encodec import hub
+    import checkpoint_io as hub
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     assert not hub.hub_reachable()
@@ -155,3 +156,85 @@ def test_an_unreachable_hub_is_detected_at_once(monkeypatch):
         port = closed.getsockname()[1]  # bound, not listening: connections are refused
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
         assert not hub.hub_reachable()
+
+
+def test_non_finite_weight_is_named(hf32, tmp_path):
+    def edit(state):
+        name = "encoder.layers.3.conv.parametrizations.weight.original1"
+        state[name] = state[name].clone()
+        state[name][0, 0, 0] = float("nan")
+
+    with pytest.raises(CheckpointError, match=r"tensor encoder.layers.3.conv.parametrizations.weight.original1 "
+                                              r"holds NaN or infinite values"):
+        load_encodec(_copy_with(hf32, tmp_path, edit_state=edit))
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda config: config.update(num_filters=10**6), "num_filters = 1000000 is outside"),
+    (lambda config: config.update(upsampling_ratios=[8, 0]), "upsampling_ratios = 0 is outside"),
+    (lambda config: config.update(sampling_rate=0), "sampling_rate = 0 is outside"),
+    (lambda config: config.update(num_lstm_layers=10**5), "num_lstm_layers = 100000 is outside"),
+    (lambda config: config.update(codebook_size=10**9), "codebook_size = 1000000000 is outside"),
+])
+def test_malformed_codec_config_names_the_field(hf32, tmp_path, edit, needle):
+    with pytest.raises(CheckpointError, match=needle):
+        load_encodec(_copy_with(hf32, tmp_path, edit_config=edit))
+
+
+def test_config_that_is_not_an_object(hf32, tmp_path):
+    folder = _copy_with(hf32, tmp_path)
+    (folder / "config.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="holds a JSON list, not an object"):
+        load_encodec(folder)
+
+
+def test_a_dead_proxy_means_cache_only(monkeypatch):
+    """issue 14 item 15: with HTTPS_PROXY on a closed port the Hub is unreachable, even if it answers directly."""
+    import socket
+
+    import huggingface_hub
+
+    import checkpoint_io
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as hub, socket.socket() as proxy, socket.socket() as dead:
+        for sock in (hub, proxy, dead):
+            sock.bind(("127.0.0.1", 0))
+        hub.listen()
+        proxy.listen()  # `dead` is bound but not listening: connections to it are refused
+        port = {name: sock.getsockname()[1] for name, sock in (("hub", hub), ("proxy", proxy), ("dead", dead))}
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"https://127.0.0.1:{port['hub']}")
+        assert checkpoint_io.hub_reachable()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port['dead']}")
+        assert not checkpoint_io.hub_reachable()
+        monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{port['proxy']}")  # without a scheme, as some write it
+        assert checkpoint_io.hub_reachable()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port['dead']}")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the Hub host bypasses the proxy
+        assert checkpoint_io.hub_reachable()
+
+
+def test_audiocraft_config_missing_a_field_is_named(tmp_path):
+    import yaml
+
+    from tests.codec_oracle import save_audiocraft
+
+    path = save_audiocraft(random_hf_codec(0, **HF_32KHZ), HF_32KHZ, tmp_path / "compression_state_dict.bin")
+    package = torch.load(path, weights_only=True)
+    xp_cfg = yaml.safe_load(package["xp.cfg"])
+    del xp_cfg["seanet"]["n_filters"]
+    torch.save({**package, "xp.cfg": yaml.safe_dump(xp_cfg)}, path)
+    with pytest.raises(CheckpointError, match=r"xp.cfg: KeyError\('n_filters'\)"):
+        load_encodec(path)
+
+
+def test_a_codec_larger_than_memory_is_refused_before_reading(hf32, monkeypatch):
+    import checkpoint_io
+    from encodec import loading
+
+    monkeypatch.setattr(checkpoint_io, "available_memory", lambda: 1000)  # bytes
+    monkeypatch.setattr(loading, "read_hf_weights", None)  # the check comes before any tensor is read
+    with pytest.raises(CheckpointError, match=r"describes a codec of .* than the 0.0 GiB of memory available"):
+        load_encodec(hf32)

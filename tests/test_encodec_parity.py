@@ -48,11 +48,11 @@ def hf32(tmp_path_factory):
     return model, folder
 
 
-@pytest.mark.parametrize("fold", [True, False])
-def test_32khz_transformers_folder(hf32, fold):
+@pytest.mark.parametrize("inference", [True, False])
+def test_32khz_transformers_folder(hf32, inference):
     oracle, folder = hf32
-    ours = load_encodec(folder, fold_weight_norm=fold)
-    assert ours.is_folded == fold
+    ours = load_encodec(folder, inference=inference)
+    assert ours.is_folded == inference
     assert (ours.sample_rate, ours.frame_rate, ours.num_codebooks, ours.cardinality) == (32_000, 50, 4, 2048)
     _check_parity(ours, oracle, 32_000)
 
@@ -128,7 +128,7 @@ def test_original_encodec_th_state_dict(tmp_path):
 
 def test_save_encodec_round_trip_is_readable_by_transformers(hf32, tmp_path):
     oracle, folder = hf32
-    ours = load_encodec(folder, fold_weight_norm=False)
+    ours = load_encodec(folder, inference=False)
     save_encodec(ours, tmp_path)
     import transformers
 
