@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from encodec import EncodecConfig, EncodecModel, load_encodec
+from encodec.inference import prepare_codec_for_inference
 from inference import MusicGen
 from inference.export import save_musicgen
 from inference.loading import load_tokenizer, t5_from_pretrained
@@ -46,7 +47,7 @@ def load_codec(source: str) -> EncodecModel:
         codec = EncodecModel(EncodecConfig(**checkpoint["codec_config"]))
         codec.load_state_dict({k[len("codec."):]: v for k, v in checkpoint["state_dict"].items()
                                if k.startswith("codec.")})
-        return codec.fold_weight_norm().eval()
+        return prepare_codec_for_inference(codec)  # encoding only: weight norm folded, the fast convolutions
     return load_encodec(path if path.exists() else source)
 
 
