@@ -1,14 +1,17 @@
 """Codec speed: our EnCodec against transformers' on the same weights, in one run.
 
-    python bench/codec.py [--seconds 10] [--repeats 5] [--model 32khz|24khz]
+    python bench/codec.py [--seconds 10] [--repeats 5] [--model 32khz|24khz] [--baseline REV]
 
 Builds transformers' EncodecModel at the full published size (random weights, codebooks filled), loads the
 same weights into ours with `load_encodec`, checks that both give the same codes, then times encode and
-decode of the same audio. Prints the best-of-N seconds and the speed ratio (transformers / ours: > 1 means
-we are faster). Absolute times depend on the machine; compare ratios.
+decode of the same audio, the variants in turn, round after round (after a warm-up round). With `--baseline
+REV`, the `load_encodec` of another commit of this repository (bench/baseline.py) loads the same weights and
+runs beside them. Prints the median seconds and the speed ratio (transformers / variant: > 1 means faster
+than transformers). Absolute times depend on the machine and its load; compare ratios.
 """
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -17,6 +20,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from baseline import import_from_commit  # noqa: E402
 
 from encodec import load_encodec  # noqa: E402
 from tests.codec_oracle import random_hf_codec  # noqa: E402
@@ -31,14 +36,16 @@ CONFIGS = {
 }
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def time_alternating(variants: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each zero-argument function, run in turn round after round (one warm-up round)."""
+    times = {name: [] for name in variants}
+    for round_ in range(repeats + 1):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            if round_ > 0:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(samples) for name, samples in times.items()}
 
 
 def main() -> None:
@@ -46,6 +53,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="audio length")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", choices=sorted(CONFIGS), default="32khz")
+    parser.add_argument("--baseline", metavar="REV", help="also time this commit's codec (e.g. 95037c9)")
     args = parser.parse_args()
     print(f"settings: {vars(args)}, torch {torch.__version__}, threads {torch.get_num_threads()}")
 
@@ -53,7 +61,11 @@ def main() -> None:
     oracle = random_hf_codec(0, **config)
     with tempfile.TemporaryDirectory() as folder:
         oracle.save_pretrained(folder)
-        ours = load_encodec(folder)
+        codecs = {"ours": load_encodec(folder)}
+        if args.baseline:
+            old = import_from_commit(args.baseline, ["encodec"])["encodec"]
+            codecs[f"{args.baseline[:7]} ours"] = old.load_encodec(folder)
+    ours = codecs["ours"]
     bandwidth = max(config["target_bandwidths"])
     wav = torch.randn(1, 1, int(args.seconds * config["sampling_rate"])) * 0.3
 
@@ -63,16 +75,19 @@ def main() -> None:
         assert torch.equal(codes, hf_codes[0]), "codes differ: the comparison would be meaningless"
         hf_audio = oracle.decode(hf_codes, [None]).audio_values
         max_diff = (ours.decode(codes) - hf_audio).abs().max().item()
-        results = {
-            "encode": (best_time(lambda: oracle.encode(wav, bandwidth=bandwidth), args.repeats),
-                       best_time(lambda: ours.encode(wav), args.repeats)),
-            "decode": (best_time(lambda: oracle.decode(hf_codes, [None]), args.repeats),
-                       best_time(lambda: ours.decode(codes), args.repeats)),
-        }
+        for name, codec in codecs.items():
+            assert torch.equal(codec.encode(wav), codes), f"{name}: codes differ"
+        variants = {"encode": {"transformers": lambda: oracle.encode(wav, bandwidth=bandwidth)},
+                    "decode": {"transformers": lambda: oracle.decode(hf_codes, [None])}}
+        for name, codec in codecs.items():
+            variants["encode"][name] = lambda codec=codec: codec.encode(wav)
+            variants["decode"][name] = lambda codec=codec: codec.decode(codes)
+        results = {step: time_alternating(fns, args.repeats) for step, fns in variants.items()}
     print(f"codes equal: True, decoded audio max |diff|: {max_diff:.2e}")
-    print(f"{'':8}{'transformers (s)':>18}{'ours (s)':>12}{'speed-up':>10}")
-    for name, (theirs, mine) in results.items():
-        print(f"{name:8}{theirs:18.3f}{mine:12.3f}{theirs / mine:9.2f}x")
+    print(f"{'':8}{'variant':>16}{'median s':>10}{'speed-up':>10}")
+    for step, medians in results.items():
+        for name, seconds in medians.items():
+            print(f"{step:8}{name:>16}{seconds:10.3f}{medians['transformers'] / seconds:9.2f}x")
 
 
 if __name__ == "__main__":
