@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, argv if argv is not None else sys.argv[1:])
     except CliError as err:
         return fail(str(err))
-    except (ValueError, OSError) as err:  # CheckpointError, StateDictMismatchError, AudioFileError, I/O errors
+    except (ValueError, OSError) as err:  # CheckpointError, AudioFileError, I/O errors
         return fail(str(err) or type(err).__name__)
     except Terminated:
         return fail("terminated (SIGTERM): nothing half-written was left", code=128 + signal.SIGTERM)
@@ -183,12 +183,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise CliError("--melody and --prompt-audio cannot be combined")
     thread_policy = threads.apply_threads(args.threads)
     prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
-    melody = read_melody(args.melody, args.model or DEFAULT_MODEL, args.duration) if args.melody else None
+    model, fallback_from = args.model, None
+    if model is None and default_model_absent() and (DEMO_FOLDER / "config.json").is_file():
+        print(f"offline: {DEFAULT_MODEL} cannot be downloaded and is not cached, so this run uses the bundled demo "
+              f"model ({DEMO_FOLDER}), a toy trained on synthetic music")
+        model, fallback_from = "demo", DEFAULT_MODEL
+    melody = read_melody(args.melody, model or DEFAULT_MODEL, args.duration) if args.melody else None
     from inference.loading import resolve_source
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings = Settings(
-        model=str(DEMO_FOLDER) if args.model == "demo" else resolve_source(args.model or DEFAULT_MODEL),
+        model=str(DEMO_FOLDER) if model == "demo" else resolve_source(model or DEFAULT_MODEL),
         device=device, dtype=dtype, quantize=args.quantize, cuda_graph=args.cuda_graph, threads=thread_policy,
         duration=args.duration,
         seed=seed, seed_was_random=args.seed is None, sampling=sampling, normalize=args.normalize,
@@ -197,9 +202,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     print_settings(settings, prompts, outputs)
 
     started = time.perf_counter()
-    mg, source = load_model(args.model, device, dtype, args.quantize, args.cuda_graph)
+    mg, source = load_model(model, device, dtype, args.quantize, args.cuda_graph)
     load_seconds = time.perf_counter() - started
-    fallback_from = settings.model if args.model is None and source != settings.model else None
+    if model is None and source != settings.model:  # the default model turned out to be absent while loading
+        fallback_from = settings.model
     if source != settings.model:  # --model demo, or the offline fallback: record what really ran
         settings = replace(settings, model=source)
     layout = "stereo" if mg.audio_channels == 2 else "mono"
@@ -352,7 +358,7 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
                  "peak": f"true peak to {s.peak_db:g} dBFS", "none": "none"}[s.normalize]
     lm = f"int8 weights, {s.dtype} activations" if s.quantize == "int8" else s.dtype
     graph = ", CUDA graph" if s.cuda_graph else ""
-    rows = [("model", s.model), ("device", f"{s.device}, LM in {lm}{graph} (T5 and codec float32)"),
+    rows = [("model", s.model), ("device", f"{s.device}, LM in {lm}{graph} (text encoder and codec float32)"),
             ("threads", s.threads),
             ("duration", f"{s.duration:g} s" + (f", continuing {s.prompt_audio}" if s.prompt_audio else "")),
             ("sampling", f"{sampling}, cfg {p.cfg_coef:g}"),
@@ -361,6 +367,18 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
         print(f"{name:<10} {value}")
     for i, (prompt, out) in enumerate(zip(prompts, outputs, strict=True), 1):
         print(f"{i:>4}. {out}  <-  " + (f'"{prompt}"' if prompt else "(empty prompt: unconditional generation)"))
+
+
+def default_model_absent() -> bool:
+    """Whether the default model can be neither found in the cache nor downloaded (asked before the settings
+    are printed, so that they name the model that will run)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from checkpoint_io import hub_reachable
+
+    cached = any(isinstance(try_to_load_from_cache(DEFAULT_MODEL, name), str)
+                 for name in ("config.json", "state_dict.bin"))
+    return not cached and not hub_reachable()
 
 
 def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_graph: bool):

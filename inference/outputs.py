@@ -110,6 +110,8 @@ def save_clip(path: Path, wav, sample_rate: int, settings, record: dict, spectro
     from inference.audio import audio_format, normalize_loudness, normalize_peak, write_error, write_pcm16
     from inference.spectrogram import draw_spectrogram
 
+    if not bool(wav.isfinite().all()):  # a broken model: refuse, rather than write a clip of -32768s
+        raise OutputError(f"{path.name}: the generated audio holds NaN or infinite samples; nothing was written")
     result = None
     if settings.normalize == "loudness":
         result = normalize_loudness(wav, sample_rate, settings.target_lufs, settings.peak_db)

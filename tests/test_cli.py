@@ -267,6 +267,17 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, 
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a temporary file
 
 
+def test_audio_that_is_not_finite_is_never_written(tiny, tmp_path, capsys, monkeypatch):
+    """A model that yields NaN (weights that passed every check, arithmetic that did not): one line, no files."""
+    from inference import MusicGen
+
+    monkeypatch.setattr(MusicGen, "decode", lambda self, codes: torch.full((codes.shape[0], 1, 160), float("nan")))
+    code, _, err = run(capsys, "jazz", "--model", tiny, "--duration", 0.2, "--output", tmp_path / "nan.wav")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 1 and "NaN or infinite samples" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_demo_model_by_name_and_as_the_offline_fallback(tiny, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(generate, "DEMO_FOLDER", tiny)  # the bundled model's place, holding the tiny model
     code, stdout, err = run(capsys, "jazz", "--model", "demo", "--duration", 0.2, "--seed", 1, "--output",
@@ -280,7 +291,10 @@ def test_demo_model_by_name_and_as_the_offline_fallback(tiny, tmp_path, capsys, 
     assert code == 0, err
     notes = [line for line in stdout.splitlines() if line.startswith("offline:")]
     assert len(notes) == 1 and "facebook/musicgen-small" in notes[0] and "demo model" in notes[0]
-    assert json.loads((tmp_path / "fallback.json").read_text())["model"] == str(tiny)
+    header = stdout.split("\n", 1)[1]  # the settings, printed after the note, name the model that runs
+    assert f"model      {tiny}" in header and "musicgen-small" not in header.split("loaded")[0]
+    record = json.loads((tmp_path / "fallback.json").read_text())
+    assert record["model"] == str(tiny) and record["fallback_from"] == "facebook/musicgen-small"
     assert soundfile.read(str(tmp_path / "fallback.wav"))[0].tolist() == \
         soundfile.read(str(tmp_path / "named.wav"))[0].tolist()
 
