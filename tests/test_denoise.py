@@ -1,5 +1,6 @@
 """inference/denoise.py: the spectral gate against the clip's own noise floor (noisereduce)."""
 
+import json
 import math
 
 import pytest
@@ -57,3 +58,26 @@ def test_is_deterministic():
     torch.manual_seed(1)
     wav = tone() + 0.1 * torch.randn(1, 2 * RATE)
     assert torch.equal(denoise(wav, RATE), denoise(wav, RATE))
+
+
+def test_generate_denoise_flag_on_the_demo_model(tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+    import soundfile
+
+    import generate
+    from inference.denoise import DEFAULT_STRENGTH
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert generate.DENOISE_STRENGTH == DEFAULT_STRENGTH  # generate.py keeps its own copy (it must not import torch)
+    clips = {}
+    for name, flag in (("plain", []), ("denoised", ["--denoise"])):
+        out = tmp_path / f"{name}.wav"
+        argv = ["Lo-fi funk", "--model", "demo", "--duration", "1", "--seed", "1", "--output", str(out), *flag]
+        assert generate.main(argv) == 0
+        clips[name], _ = soundfile.read(str(out), dtype="float32")
+        record = json.loads(out.with_suffix(".json").read_text())
+        assert record["denoise"] == (DEFAULT_STRENGTH if flag else 0.0)
+        assert record["normalization"]["method"] == "loudness"  # normalised after the gate
+    stdout = capsys.readouterr().out
+    assert "denoise    off" in stdout and f"denoise    spectral gate, strength {DEFAULT_STRENGTH:g}" in stdout
+    assert clips["plain"].shape == clips["denoised"].shape and not (clips["plain"] == clips["denoised"]).all()
