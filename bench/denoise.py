@@ -11,7 +11,8 @@ of `--real-clips` recordings spread over the `--real` files. Each clip goes thro
 - the bundled demo codec (checkpoints/demo, 4 x 1024 codes at 50 Hz = 2 kbps),
 - a codec of the published size (`encodec-32khz`: 64 filters, 4 x 2048 codes, 2.2 kbps) with random weights,
   its codebooks k-means-initialised on the clips' latents (training.demo.evaluate.untrained_codec): an
-  untrained codec whose output is noise-like, the worst case for a hiss filter,
+  untrained codec, whose output has nothing of the music; it is a buzz more than a hiss (tones at multiples
+  of 2 kHz from the strided transposed convolutions: flatness above 4 kHz 0.0002),
 - each of those followed by the denoiser at every `--strengths`,
 - Opus at `--opus-kbps` (Debian opus-tools: opusenc --bitrate, opusdec --rate 32000), when opusenc is found;
   its resamplers' delay of a few samples is removed (see `align`).
