@@ -38,6 +38,7 @@ MAX_DURATION = 3600.0  # seconds; longer requests are almost certainly typos
 MAX_MESSAGE = 400  # characters of an error message shown
 MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; we keep to the signed range that every API accepts
 MELODY_WINDOW = 30.0  # seconds a melody model follows in one window (the published models'), unless its config says
+DENOISE_STRENGTH = 0.5  # --denoise: gated bins at -6 dB (inference.denoise.DEFAULT_STRENGTH, without importing torch)
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -72,6 +73,7 @@ class Settings:
     peak_db: float
     prompt_audio: str | None
     melody: str | None = None
+    denoise: float = 0.0  # the spectral gate's strength (inference/denoise.py); 0: off
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="loudness: to --lufs, a true-peak limiter keeping the peaks under -1 dBFS; peak: true "
                              "peak to -1 dBFS (default: loudness)")
     parser.add_argument("--lufs", type=float, default=-14.0, help="loudness target (default: -14)")
+    parser.add_argument("--denoise", action="store_true",
+                        help="turn down the codec's broadband hiss before normalising (a spectral gate at strength "
+                             "0.5; off by default: on the demo codec it costs more than it gains, see the README)")
     parser.add_argument("--spectrogram", action="store_true", help="also draw a log-mel spectrogram PNG per clip")
     return parser
 
@@ -198,7 +203,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         duration=args.duration,
         seed=seed, seed_was_random=args.seed is None, sampling=sampling, normalize=args.normalize,
         target_lufs=args.lufs, peak_db=-1.0, prompt_audio=str(args.prompt_audio) if args.prompt_audio else None,
-        melody=str(args.melody) if args.melody else None)
+        melody=str(args.melody) if args.melody else None, denoise=DENOISE_STRENGTH if args.denoise else 0.0)
     print_settings(settings, prompts, outputs)
 
     started = time.perf_counter()
@@ -230,7 +235,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     for i, (prompt, path) in enumerate(zip(prompts, outputs, strict=True)):
         record = {"prompt": prompt, "unconditional": prompt == "", "index": i + 1, "batch_size": len(prompts),
                   **run_record}
-        save_clip(path, wav[i].cpu(), mg.sample_rate, settings, record, args.spectrogram)
+        clip = wav[i].cpu()  # [C, N]
+        if settings.denoise:
+            from inference.denoise import denoise
+
+            clip = denoise(clip, mg.sample_rate, settings.denoise)
+        save_clip(path, clip, mg.sample_rate, settings, record, args.spectrogram)
     print(f"generated {len(prompts)} x {clip_seconds:.2f} s of audio in {seconds:.1f} s: real-time factor "
           f"{rtf:.2f} (seconds of compute per second of audio; below 1 is faster than real time)")
     return 0
@@ -362,7 +372,8 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
             ("threads", s.threads),
             ("duration", f"{s.duration:g} s" + (f", continuing {s.prompt_audio}" if s.prompt_audio else "")),
             ("sampling", f"{sampling}, cfg {p.cfg_coef:g}"),
-            ("seed", f"{s.seed}" + (" (random)" if s.seed_was_random else "")), ("normalize", normalize)]
+            ("seed", f"{s.seed}" + (" (random)" if s.seed_was_random else "")), ("normalize", normalize),
+            ("denoise", f"spectral gate, strength {s.denoise:g}" if s.denoise else "off")]
     for name, value in rows:
         print(f"{name:<10} {value}")
     for i, (prompt, out) in enumerate(zip(prompts, outputs, strict=True), 1):
