@@ -242,7 +242,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         del wav
     rtf = total_seconds / (clip_seconds * len(prompts))
     print(f"generated {len(prompts)} x {clip_seconds:.2f} s of audio in {total_seconds:.1f} s: real-time factor "
-          f"{rtf:.2f} (seconds of compute per second of audio; below 1 is faster than real time)")
+          f"{rtf:.2f} (seconds of compute per second of audio, all clips counted; below 1 is faster than real time)")
     return 0
 
 
