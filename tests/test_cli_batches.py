@@ -67,8 +67,12 @@ def test_many_prompts_are_generated_in_batches_each_with_its_seed(tiny, tmp_path
 def with_available(monkeypatch, available) -> None:
     """Make the memory plan see `available(plan)` bytes available (a function of the plan's own estimates)."""
     real = inference.memory.plan_memory
-    monkeypatch.setattr(inference.memory, "plan_memory",
-                        lambda *args, **kwargs: (p := real(*args, **kwargs)) and replace(p, available=available(p)))
+
+    def plan_memory(*args, **kwargs) -> inference.memory.MemoryPlan:
+        plan = real(*args, **kwargs)
+        return replace(plan, available=available(plan))
+
+    monkeypatch.setattr(inference.memory, "plan_memory", plan_memory)
 
 
 def test_the_batch_size_comes_from_the_free_memory(tiny, tmp_path, capsys, monkeypatch):
