@@ -4,9 +4,12 @@
     python generate.py "lo-fi funk" "80s pop" --model medium --seed 42 --output songs/
     python generate.py "" --duration 5                                 # unconditional
     python generate.py "jazz piano" --prompt-audio intro.wav --duration 20   # continue a piece
+    python generate.py --prompts-file prompts.txt --output clips/      # many prompts, in batches
 
 Every clip is written next to a JSON sidecar holding its prompt, model, seed and every setting, so that
-any result can be generated again. `python generate.py --help` lists the options.
+any result can be generated again. Many prompts are generated in batches of a size chosen from the free memory
+(inference/memory.py), each batch written before the next starts; batch b (from 0) samples with the seed
+`seed + b`. `python generate.py --help` lists the options.
 """
 
 import threads  # noqa: I001  (first: the CPU thread policy must be set before torch loads)
@@ -26,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference.memory import MAX_BATCH
 from inference.outputs import plan_outputs, save_clip
 
 if TYPE_CHECKING:
@@ -79,9 +83,13 @@ class Settings:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(description="Generate music from text prompts with MusicGen.")
     parser.add_argument("prompts", nargs="*", metavar="PROMPT",
-                        help='text descriptions, one clip each, generated as one batch ("" = unconditional)')
+                        help='text descriptions, one clip each, generated together in batches ("" = unconditional)')
     parser.add_argument("--prompts-file", type=Path, metavar="FILE",
                         help="a text file with one prompt per line (blank lines skipped)")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="prompts generated together (default: as many as fit in the free memory, at most "
+                             f"{MAX_BATCH}); a clip depends on its batch, so to reproduce one exactly pass the "
+                             "batch size its sidecar records")
     parser.add_argument("--model", metavar="NAME|REPO|FOLDER",
                         help="short name (small, medium, large, melody, stereo-small, ...), Hugging Face repo id, "
                              f"local folder, or 'demo' (default: {DEFAULT_MODEL})")
@@ -179,6 +187,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     # Everything that can be checked without the model is checked first: a typo should not cost a download.
     prompts = read_prompts(args.prompts, args.prompts_file)
     check_numbers(args)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
     sampling = sampling_settings(args)
     device, dtype = resolve_device(args.device, args.dtype, args.quantize)
     if args.cuda_graph and device != "cuda":
@@ -218,32 +228,68 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     import torch
 
-    started = time.perf_counter()
-    try:
-        wav = generate(mg, prompts, prompt_audio, melody, settings)  # [B, C, N]
-    except torch.OutOfMemoryError:
-        raise CliError("out of GPU memory: try a shorter --duration, fewer prompts, or a smaller --model") from None
-    seconds = time.perf_counter() - started
-    clip_seconds = wav.shape[-1] / mg.sample_rate
-    rtf = seconds / clip_seconds
-    run_record = {**flat_settings(settings), "sample_rate": mg.sample_rate, "channels": wav.shape[1],
-                  "fallback_from": fallback_from,  # the default model that was absent, when the demo ran instead
-                  "audio_seconds": clip_seconds, "seconds_taken": {"load": load_seconds, "generate": seconds},
-                  "real_time_factor": rtf, "torch": torch.__version__,
-                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "command": ["generate.py", *argv]}
-    for i, (prompt, path) in enumerate(zip(prompts, outputs, strict=True)):
-        record = {"prompt": prompt, "unconditional": prompt == "", "index": i + 1, "batch_size": len(prompts),
-                  **run_record}
-        clip = wav[i].cpu()  # [C, N]
-        if settings.denoise:
-            from inference.denoise import denoise
+    batch_size = choose_batch_size(mg, args.batch_size, len(prompts), prompt_audio, settings)
+    total_seconds, clip_seconds = 0.0, 0.0
+    for b, start in enumerate(range(0, len(prompts), batch_size)):  # each batch written before the next starts
+        batch = prompts[start : start + batch_size]
+        batch_seed = (settings.seed + b) % (MAX_SEED + 1)
+        started = time.perf_counter()
+        try:
+            wav = generate(mg, batch, prompt_audio, melody, settings, batch_seed)  # [B, C, N]
+        except torch.OutOfMemoryError:
+            raise CliError("out of GPU memory: try a shorter --duration, a smaller --batch-size, or a smaller "
+                           "--model") from None
+        seconds = time.perf_counter() - started
+        total_seconds += seconds
+        clip_seconds = wav.shape[-1] / mg.sample_rate
+        run_record = {**flat_settings(settings), "sample_rate": mg.sample_rate, "channels": wav.shape[1],
+                      "fallback_from": fallback_from,  # the default model that was absent, when the demo ran
+                      "audio_seconds": clip_seconds, "seconds_taken": {"load": load_seconds, "generate": seconds},
+                      "real_time_factor": seconds / (clip_seconds * len(batch)), "torch": torch.__version__,
+                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "command": ["generate.py", *argv]}
+        for i, (prompt, path) in enumerate(zip(batch, outputs[start : start + batch_size], strict=True)):
+            record = {"prompt": prompt, "unconditional": prompt == "", "index": start + i + 1, "batch": b + 1,
+                      "batch_size": batch_size, "batch_seed": batch_seed, **run_record}
+            clip = wav[i].cpu()  # [C, N]
+            if settings.denoise:
+                from inference.denoise import denoise
 
-            clip = denoise(clip, mg.sample_rate, settings.denoise)
-        save_clip(path, clip, mg.sample_rate, settings, record, args.spectrogram)
-    print(f"generated {len(prompts)} x {clip_seconds:.2f} s of audio in {seconds:.1f} s: real-time factor "
-          f"{rtf:.2f} (seconds of compute per second of audio; below 1 is faster than real time)")
+                clip = denoise(clip, mg.sample_rate, settings.denoise)
+            save_clip(path, clip, mg.sample_rate, settings, record, args.spectrogram)
+        del wav
+    rtf = total_seconds / (clip_seconds * len(prompts))
+    print(f"generated {len(prompts)} x {clip_seconds:.2f} s of audio in {total_seconds:.1f} s: real-time factor "
+          f"{rtf:.2f} (seconds of compute per second of audio, all clips counted; below 1 is faster than real time)")
     return 0
+
+
+def choose_batch_size(mg, forced: int | None, num_prompts: int, prompt_audio, s: Settings) -> int:
+    """Prompts per batch: --batch-size, or as many as the free memory holds (inference/memory.py); printed.
+    A clip that cannot fit even alone is refused here, before any generation, in one line."""
+    from inference.memory import plan_memory, size
+
+    num_frames = max(1, math.floor(s.duration * mg.frame_rate + 1e-6))
+    prompt_frames = 0
+    if prompt_audio is not None:
+        wav, sample_rate = prompt_audio
+        prompt_frames = math.ceil(wav.shape[-1] / sample_rate * mg.frame_rate)
+    plan = plan_memory(mg, num_frames, s.sampling.guided, prompt_frames)
+    where = f"available on {mg.device}" if mg.device.type == "cuda" else "of RAM available"
+    if not plan.fits:
+        raise CliError(f"a {s.duration:g} s clip needs about {size(plan.per_prompt + plan.saving)} (KV cache "
+                       f"{size(plan.kv_cache)}, audio {size(plan.audio)}, codec decode {size(plan.codec)}, saving "
+                       f"{size(plan.saving)}), more than the {size(plan.available)} {where}: choose a shorter "
+                       "--duration")
+    batch_size = min(forced or plan.batch_size, num_prompts)
+    if forced is not None and batch_size * plan.per_prompt + plan.saving > plan.available:
+        raise CliError(f"--batch-size {forced} needs about {size(batch_size * plan.per_prompt + plan.saving)}, "
+                       f"more than the {size(plan.available)} {where}: choose a smaller --batch-size")
+    batches = -(-num_prompts // batch_size)
+    how = "--batch-size" if forced else f"about {size(plan.per_prompt)} per prompt, {size(plan.available)} {where}"
+    plural = "es" if batches > 1 else ""
+    print(f"batch      {batch_size} prompt{'s' if batch_size > 1 else ''} at a time, {batches} batch{plural} ({how})")
+    return batch_size
 
 
 def read_prompts(positional: list[str], prompts_file: Path | None) -> list[str]:
@@ -427,11 +473,11 @@ def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_g
         raise CliError(f"cannot load the model {source}: {detail}") from None
 
 
-def generate(mg, prompts: list[str], prompt_audio, melody, s: Settings):
-    """Audio [B, C, N] for every prompt, continuing `prompt_audio` or following `melody` ((wav [C, N], rate)
-    pairs) when given."""
+def generate(mg, prompts: list[str], prompt_audio, melody, s: Settings, seed: int):
+    """Audio [B, C, N] for every prompt of one batch, sampled with `seed`, continuing `prompt_audio` or following
+    `melody` ((wav [C, N], rate) pairs) when given."""
     descriptions = [p or None for p in prompts]
-    sampling = dict(seed=s.seed, progress=True, **asdict(s.sampling))  # the one SamplingParams, as keywords
+    sampling = dict(seed=seed, progress=True, **asdict(s.sampling))  # the one SamplingParams, as keywords
     if melody is not None:
         wav, sample_rate = melody
         return mg.generate_with_chroma(descriptions, [wav] * len(prompts), sample_rate, duration=s.duration,

@@ -2,7 +2,7 @@
 
     descriptions --T5--> text states --LM proj--> cond [B, L, D] (+ B null rows for CFG)
     cond (+ prompt codes) --LM over the delay pattern, window by window--> codes [B, K, T]
-    codes --EnCodec decoder--> audio [B, C, T * hop]
+    codes --EnCodec decoder, in overlapping chunks for long pieces--> audio [B, C, T * hop]
 
 The token loop lives in `inference/generation.py`; this class wires the parts and handles audio in and out.
 Speed is applied to the one LM at load time (`inference/speed.py`: reduced precision) and in the loop
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from encodec import EncodecModel
 from inference.audio import check_finite, resample
 from inference.audio_prompt import prepare_prompt
+from inference.chunked import decode_in_chunks
 from inference.generation import Window, generate_long, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
 from inference.speed import prepare_for_inference, quantize_int8
@@ -215,10 +216,14 @@ class MusicGen:
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes [B, K, T] -> audio [B, C, T * hop]; stereo codes interleave left and right codebooks."""
+        """Codes [B, K, T] -> audio [B, C, T * hop]; stereo codes interleave left and right codebooks.
+
+        Up to `CHUNK_FRAMES` frames (30 s) are decoded at once; longer pieces in overlapping chunks
+        (inference/chunked.py), so that memory depends on the chunk, not the piece.
+        """
         if self.audio_channels == 1:
-            return self.codec.decode(codes)
-        left, right = self.codec.decode(codes[:, 0::2]), self.codec.decode(codes[:, 1::2])
+            return decode_in_chunks(self.codec, codes)
+        left, right = decode_in_chunks(self.codec, codes[:, 0::2]), decode_in_chunks(self.codec, codes[:, 1::2])
         return torch.cat([left, right], dim=1)  # [B, 2, N]
 
     def _num_frames(self, duration: float) -> int:
