@@ -133,14 +133,26 @@ def read_json(path: Path) -> dict:
     return content
 
 
-def torch_load(path: Path) -> dict:
-    """`torch.load` that only accepts tensors and plain containers (never arbitrary pickled objects)."""
+def torch_load(path: Path, lazy: bool = False) -> dict:
+    """`torch.load` that only accepts tensors and plain containers (never arbitrary pickled objects).
+
+    Tensors come memory-mapped, or with `lazy` each dict of tensors (a state dict) as `LazyTensors` read with
+    plain file reads (`_lazy_torch_tensors`); other tensors then stay specs (meta tensors).
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not lazy:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        content = torch.load(path, map_location="meta", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file not found: {path}") from None
     except Exception as err:  # corrupt file, or a pickle that would need code to load
         raise CheckpointError(f"cannot read {path} as a torch checkpoint (weights only): {err}") from None
+    if not isinstance(content, dict):
+        return content
+    tensors = [t for value in content.values() if _is_state_dict(value) for t in value.values()]
+    if not all(hasattr(t.untyped_storage(), "_checkpoint_offset") for t in tensors):
+        return torch_load(path)  # a torch that does not say where its tensors lie: memory-mapped instead
+    return {key: _lazy_torch_tensors(path, value) if _is_state_dict(value) else value for key, value in content.items()}
 
 
 class LazyTensors(Mapping[str, torch.Tensor]):
@@ -171,6 +183,37 @@ class LazyTensors(Mapping[str, torch.Tensor]):
 def spec(state: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
     """The tensor `name` of `state`, or where `state` is lazy only its spec (a meta tensor: shape and dtype)."""
     return state.specs[name] if isinstance(state, LazyTensors) else state[name]
+
+
+def _is_state_dict(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _lazy_torch_tensors(path: Path, specs: dict[str, torch.Tensor]) -> LazyTensors:
+    """The tensors of a torch file, loaded on the meta device, read on demand from where torch recorded their
+    storage's bytes in the file (`_checkpoint_offset`: torch's zip records are stored uncompressed)."""
+
+    def read(name: str) -> torch.Tensor:
+        meta = specs[name]
+        storage = meta.untyped_storage()
+        data = _read_bytes(path, storage._checkpoint_offset, storage.nbytes(), name).view(meta.dtype)
+        tensor = data.as_strided(meta.shape, meta.stride(), meta.storage_offset())
+        return tensor if tensor.numel() == data.numel() and tensor.is_contiguous() else tensor.clone()
+
+    return LazyTensors(specs, read)
+
+
+def _read_bytes(path: Path, offset: int, nbytes: int, name: str) -> torch.Tensor:
+    """`nbytes` bytes of the file at `offset`, read into fresh memory (uint8 [nbytes])."""
+    data = torch.empty(nbytes, dtype=torch.uint8)
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            if f.readinto(data.numpy()) != nbytes:
+                raise OSError("the file ended early")
+    except OSError as err:
+        raise CheckpointError(f"cannot read tensor {name} of {path}: {err}") from None
+    return data
 
 
 SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -218,15 +261,7 @@ def _read_safetensors(path: Path, prefix: str) -> LazyTensors:
 
     def read(name: str) -> torch.Tensor:
         dtype, shape, begin, end = entries[name]
-        data = torch.empty(end - begin, dtype=torch.uint8)
-        try:
-            with open(path, "rb") as f:
-                f.seek(start + begin)
-                if f.readinto(data.numpy()) != end - begin:
-                    raise OSError("the file ended early")
-        except OSError as err:
-            raise CheckpointError(f"cannot read tensor {name} of {path}: {err}") from None
-        return data.view(dtype).view(shape)
+        return _read_bytes(path, start + begin, end - begin, name).view(dtype).view(shape)
 
     specs = {name: torch.empty(shape, dtype=dtype, device="meta") for name, (dtype, shape, _, _) in entries.items()}
     return LazyTensors(specs, read)

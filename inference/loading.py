@@ -39,6 +39,7 @@ from checkpoint_io import (
     read_json,
     read_xp_cfg,
     section,
+    spec,
     torch_load,
 )
 from encodec import EncodecModel
@@ -49,6 +50,7 @@ from lm.config import is_melody_config, lm_config_from_audiocraft, lm_config_fro
 from lm.loading import LoadTransform, build_lm_from_audiocraft, build_lm_from_hf
 from lm.model import MusicGenLM
 
+_AUDIOCRAFT_TEXT_PROJ = "condition_provider.conditioners.description.output_proj.weight"
 DEMO_FOLDER = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"  # the small bundled model
 
 # Short names accepted for the published models, and "demo" for the bundled one.
@@ -212,16 +214,16 @@ def _text_from_hf(config: dict, build: Callable[[], torch.nn.Module], state: dic
 def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_dtype: torch.dtype,
                      lm_transform: LoadTransform | None) -> MusicGenParts:
     """audiocraft's exported files: {'best_state': LM state dict, 'xp.cfg': YAML} and the codec's file."""
-    package = torch_load(lm_file)
+    package = torch_load(lm_file, lazy=True)  # the LM's tensors read one by one as they are loaded
     if not isinstance(package, dict) or "best_state" not in package or "xp.cfg" not in package:
         raise CheckpointError(f"{lm_file} is not an audiocraft LM export (expected 'best_state' and 'xp.cfg')")
     cfg, state = read_xp_cfg(package["xp.cfg"]), package["best_state"]
-    text_proj = state.get("condition_provider.conditioners.description.output_proj.weight")  # [D, D_text]
+    text_proj = spec(state, _AUDIOCRAFT_TEXT_PROJ) if _AUDIOCRAFT_TEXT_PROJ in state else None  # [D, D_text]
     try:
         config = lm_config_from_audiocraft(cfg, None if text_proj is None else text_proj.shape[1])
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
         raise CheckpointError(f"{lm_file}: xp.cfg: {err!r}") from None
-    check_size(meta_size(lambda: MusicGenLM(config)), "language model", str(lm_file))  # tensors memory-mapped
+    check_size(meta_size(lambda: MusicGenLM(config)), "language model", str(lm_file))  # no tensor read yet
     lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype, origin=str(lm_file),
                                   transform=lm_transform)
     t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")

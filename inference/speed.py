@@ -169,10 +169,14 @@ def load_transform(device: torch.device, dtype: torch.dtype | None, quantize: st
 
 def load_converted(module: nn.Module, name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
     """The loader's conversion (`checkpoint_io.load_strict`) for a transformed empty LM: a weight loaded into a
-    swapped linear layer becomes what that layer holds (cast, or int8 and scales); every other tensor float32."""
+    swapped linear layer becomes what that layer holds (cast, or int8 and scales); every other tensor float32.
+
+    Always a new tensor: a view of a memory-mapped checkpoint (audiocraft's `state_dict.bin`) kept in the model
+    would keep the whole file's pages resident.
+    """
     if isinstance(module, CastLinear | Int8Linear):
         return module.state_for(tensor)
-    return {name: tensor.float()}
+    return {name: tensor.to(torch.float32, copy=True)}
 
 
 def compute_dtype(lm: MusicGenLM) -> torch.dtype:
