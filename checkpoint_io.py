@@ -1,8 +1,10 @@
 """Finding, reading and strictly loading checkpoint files: local paths or Hugging Face Hub repos.
 
 Shared by the codec loader (`encodec/loading.py`) and the MusicGen loaders (`lm/loading.py`,
-`inference/loading.py`). Nothing here knows about model architectures. Every reader is safe: safetensors, or
-`torch.load(weights_only=True)`, which refuses pickles that would run code.
+`inference/loading.py`). Nothing here knows about model architectures. Every reader is safe: safetensors (a
+JSON header and raw bytes, parsed here), or `torch.load(weights_only=True)`, which refuses pickles that would run
+code. Large checkpoints are read tensor by tensor (`LazyTensors`), with plain file reads rather than memory maps,
+so that a loader that converts each tensor (to bfloat16, int8) never holds the float32 model.
 
 Errors are one type, `CheckpointError`, whose message names the culprit (file, field or tensor).
 `ModelNotFoundError` is the one case a caller may want to handle differently: the model is not here at all
