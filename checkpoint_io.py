@@ -1,14 +1,17 @@
 """Finding, reading and strictly loading checkpoint files: local paths or Hugging Face Hub repos.
 
 Shared by the codec loader (`encodec/loading.py`) and the MusicGen loaders (`lm/loading.py`,
-`inference/loading.py`). Nothing here knows about model architectures. Every reader is safe: safetensors, or
-`torch.load(weights_only=True)`, which refuses pickles that would run code.
+`inference/loading.py`). Nothing here knows about model architectures. Every reader is safe: safetensors (a
+JSON header and raw bytes, parsed here), or `torch.load(weights_only=True)`, which refuses pickles that would run
+code. Large checkpoints are read tensor by tensor (`LazyTensors`), with plain file reads rather than memory maps,
+so that a loader that converts each tensor (to bfloat16, int8) never holds the float32 model.
 
 Errors are one type, `CheckpointError`, whose message names the culprit (file, field or tensor).
 `ModelNotFoundError` is the one case a caller may want to handle differently: the model is not here at all
 (not a local path, not in the cache, and the Hub cannot provide it).
 """
 
+import ctypes
 import functools
 import json
 import math
@@ -132,34 +135,149 @@ def read_json(path: Path) -> dict:
     return content
 
 
-def torch_load(path: Path) -> dict:
-    """`torch.load` that only accepts tensors and plain containers (never arbitrary pickled objects)."""
+def torch_load(path: Path, lazy: bool = False) -> dict:
+    """`torch.load` that only accepts tensors and plain containers (never arbitrary pickled objects).
+
+    Tensors come memory-mapped, or with `lazy` each dict of tensors (a state dict) as `LazyTensors` read with
+    plain file reads (`_lazy_torch_tensors`); other tensors then stay specs (meta tensors).
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not lazy:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        content = torch.load(path, map_location="meta", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file not found: {path}") from None
     except Exception as err:  # corrupt file, or a pickle that would need code to load
         raise CheckpointError(f"cannot read {path} as a torch checkpoint (weights only): {err}") from None
+    if not isinstance(content, dict):
+        return content
+    tensors = [t for value in content.values() if _is_state_dict(value) for t in value.values()]
+    if not all(hasattr(t.untyped_storage(), "_checkpoint_offset") for t in tensors):
+        return torch_load(path)  # a torch that does not say where its tensors lie: memory-mapped instead
+    return {key: _lazy_torch_tensors(path, value) if _is_state_dict(value) else value for key, value in content.items()}
 
 
-def _read_safetensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError, safe_open
+class LazyTensors(Mapping[str, torch.Tensor]):
+    """{name: tensor} whose tensors are read only when looked up, one fresh copy per look-up.
 
+    `specs[name]` is a meta tensor with the tensor's shape and dtype, known without reading it. A loader that
+    looks tensors up one at a time and converts each (`load_strict`) never holds more than one as read.
+    """
+
+    def __init__(self, specs: Mapping[str, torch.Tensor], read: Callable[[str], torch.Tensor]) -> None:
+        self.specs, self._read = dict(specs), read
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.specs:
+            raise KeyError(name)
+        return self._read(name)
+
+    def __contains__(self, name) -> bool:  # Mapping's would read the tensor
+        return name in self.specs
+
+    def __iter__(self):
+        return iter(self.specs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+
+def spec(state: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+    """The tensor `name` of `state`, or where `state` is lazy only its spec (a meta tensor: shape and dtype)."""
+    return state.specs[name] if isinstance(state, LazyTensors) else state[name]
+
+
+def _is_state_dict(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _lazy_torch_tensors(path: Path, specs: dict[str, torch.Tensor]) -> LazyTensors:
+    """The tensors of a torch file, loaded on the meta device, read on demand from where torch recorded their
+    storage's bytes in the file (`_checkpoint_offset`: torch's zip records are stored uncompressed)."""
+
+    def read(name: str) -> torch.Tensor:
+        meta = specs[name]
+        storage = meta.untyped_storage()
+        data = _read_bytes(path, storage._checkpoint_offset, storage.nbytes(), name).view(meta.dtype)
+        tensor = data.as_strided(meta.shape, meta.stride(), meta.storage_offset())
+        return tensor if tensor.numel() == data.numel() and tensor.is_contiguous() else tensor.clone()
+
+    return LazyTensors(specs, read)
+
+
+def _read_bytes(path: Path, offset: int, nbytes: int, name: str) -> torch.Tensor:
+    """`nbytes` bytes of the file at `offset`, read into fresh memory (uint8 [nbytes])."""
+    data = torch.empty(nbytes, dtype=torch.uint8)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"cannot read {path} as safetensors: {err}") from None
+        with open(path, "rb") as f:
+            f.seek(offset)
+            if f.readinto(data.numpy()) != nbytes:
+                raise OSError("the file ended early")
+    except OSError as err:
+        raise CheckpointError(f"cannot read tensor {name} of {path}: {err}") from None
+    return data
 
 
-def read_hf_weights(get_file: Callable[[str], Path | None], prefix: str = "") -> dict[str, torch.Tensor]:
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                      "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _safetensors_header(path: Path) -> tuple[int, dict[str, tuple[torch.dtype, list[int], int, int]]]:
+    """The layout of a safetensors file: an 8-byte little-endian header length, a JSON header {name: {dtype, shape,
+    data_offsets: [begin, end]}} (offsets counted from the end of the header), then the data.
+
+    Returns:
+        (where the data starts, {name: (dtype, shape, begin, end)}), every entry checked against the file size.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        if not 2 <= length <= size - 8:
+            raise ValueError(f"header length {length} does not fit a file of {size} bytes")
+        header = json.loads(f.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    entries = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        dtype, shape, (begin, end) = SAFETENSORS_DTYPES[entry["dtype"]], entry["shape"], entry["data_offsets"]
+        if not 0 <= begin <= end <= size - 8 - length or end - begin != math.prod(shape) * dtype.itemsize:
+            raise ValueError(f"tensor {name}: data_offsets {[begin, end]} do not fit its shape and the file")
+        entries[name] = (dtype, list(shape), begin, end)
+    return 8 + length, entries
+
+
+def _read_safetensors(path: Path, prefix: str) -> LazyTensors:
+    """The tensors of one safetensors file whose names start with `prefix` (prefix removed), read on demand.
+
+    Each look-up reads that tensor's bytes with plain file reads into fresh memory: nothing is memory-mapped, so
+    a tensor converted and dropped leaves no resident copy behind (mapped pages would stay counted).
+    """
+    try:
+        start, entries = _safetensors_header(path)
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"cannot read {path} as safetensors: {err!r}") from None
+    entries = {k[len(prefix):]: v for k, v in entries.items() if k.startswith(prefix)}
+
+    def read(name: str) -> torch.Tensor:
+        dtype, shape, begin, end = entries[name]
+        return _read_bytes(path, start + begin, end - begin, name).view(dtype).view(shape)
+
+    specs = {name: torch.empty(shape, dtype=dtype, device="meta") for name, (dtype, shape, _, _) in entries.items()}
+    return LazyTensors(specs, read)
+
+
+def read_hf_weights(get_file: Callable[[str], Path | None], prefix: str = "") -> Mapping[str, torch.Tensor]:
     """The tensors of a transformers-layout checkpoint whose names start with `prefix` (prefix removed).
 
     Args:
         get_file: `name -> Path | None`, finding a file of the folder or repo (None when absent).
         prefix: e.g. "audio_encoder." to read only the codec of a MusicGen checkpoint.
     Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`, or else
-    `pytorch_model.bin`. Only the shards that hold wanted tensors are opened (or downloaded).
+    `pytorch_model.bin`. Only the shards that hold wanted tensors are opened (or downloaded). safetensors
+    come as `LazyTensors`: each tensor is read when looked up.
     """
     if (single := get_file("model.safetensors")) is not None:
         return _read_safetensors(single, prefix)
@@ -167,13 +285,14 @@ def read_hf_weights(get_file: Callable[[str], Path | None], prefix: str = "") ->
         weight_map = read_json(index).get("weight_map")
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index} has no 'weight_map' object")
-        shards = sorted({str(f) for k, f in weight_map.items() if k.startswith(prefix)})
-        state: dict[str, torch.Tensor] = {}
-        for shard in shards:
+        shards = []
+        for shard in sorted({str(f) for k, f in weight_map.items() if k.startswith(prefix)}):
             if Path(shard).name != shard or (path := get_file(shard)) is None:
                 raise CheckpointError(f"{index} names the shard {shard!r}, which is not in the checkpoint")
-            state.update(_read_safetensors(path, prefix))
-        return state
+            shards.append(_read_safetensors(path, prefix))
+        owner = {name: shard for shard in shards for name in shard}
+        return LazyTensors({name: shard.specs[name] for name, shard in owner.items()},
+                           lambda name: owner[name][name])
     if (legacy := get_file("pytorch_model.bin")) is not None:
         return {k[len(prefix):]: v for k, v in torch_load(legacy).items() if k.startswith(prefix)}
     raise CheckpointError("no weights found: expected model.safetensors, model.safetensors.index.json "
@@ -294,15 +413,18 @@ def summarise(keys, limit: int = 8) -> str:
 
 
 def rename_with_table(state: Mapping[str, torch.Tensor], table: Mapping[str, str | tuple[str, ...]], origin: str,
-                      ignored: Callable[[str], bool] = lambda name: False) -> dict[str, torch.Tensor]:
+                      ignored: Callable[[str], bool] = lambda name: False) -> Mapping[str, torch.Tensor]:
     """Rename a checkpoint's tensors through `table`, strictly.
 
     Args:
-        state: {checkpoint name: tensor}.
+        state: {checkpoint name: tensor}, or `LazyTensors`.
         table: {checkpoint name: our name}, or a tuple of our names for a packed tensor that is split into
             equal row blocks (audiocraft's `in_proj_weight` -> q, k, v).
         origin: names the checkpoint in errors.
         ignored: checkpoint names that belong to no model here (another loader's tensors, recomputed tables).
+    Returns:
+        {our name: tensor}: the tensors themselves (views of the packed ones), or for `LazyTensors` state
+        `LazyTensors` that read a tensor when its new name is looked up (a row block as a copy of its own).
     Raises:
         CheckpointError: naming every table entry missing from `state` and every unexpected tensor.
     """
@@ -311,39 +433,109 @@ def rename_with_table(state: Mapping[str, torch.Tensor], table: Mapping[str, str
     if missing or unexpected:
         raise CheckpointError(f"{origin} does not fit the model its config describes: "
                               f"missing: [{summarise(missing)}]; unexpected: [{summarise(unexpected)}]")
-    out = {}
+    sources = {}  # our name -> (checkpoint name, row block, number of blocks)
     for theirs, ours in table.items():
         if isinstance(ours, tuple):
-            tensor = state[theirs]
-            if tensor.dim() == 0 or tensor.shape[0] % len(ours):
-                raise CheckpointError(f"{origin}: {theirs} of shape {list(tensor.shape)} does not split into "
+            shape = spec(state, theirs).shape
+            if len(shape) == 0 or shape[0] % len(ours):
+                raise CheckpointError(f"{origin}: {theirs} of shape {list(shape)} does not split into "
                                       f"{len(ours)} row blocks")
-            out |= dict(zip(ours, tensor.chunk(len(ours), dim=0), strict=True))
+            sources |= {name: (theirs, i, len(ours)) for i, name in enumerate(ours)}
         else:
-            out[ours] = state[theirs]
-    return out
+            sources[ours] = (theirs, 0, 1)
+
+    def renamed(tensor: torch.Tensor, block: int, blocks: int) -> torch.Tensor:
+        return tensor if blocks == 1 else tensor.chunk(blocks, dim=0)[block]
+
+    if isinstance(state, LazyTensors):
+        specs = {ours: renamed(state.specs[theirs], i, n) for ours, (theirs, i, n) in sources.items()}
+        return LazyTensors(specs, lambda ours: _read_block(state, *sources[ours]))
+    return {ours: renamed(state[theirs], i, n) for ours, (theirs, i, n) in sources.items()}
 
 
-def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str, assign: bool = False) -> None:
+def _read_block(state: LazyTensors, name: str, block: int, blocks: int) -> torch.Tensor:
+    tensor = state[name]
+    return tensor if blocks == 1 else tensor.chunk(blocks, dim=0)[block].clone()  # not a view: frees the rest
+
+
+# A loader's conversion of one checked tensor: (the module that holds it, its name there, the tensor) -> the
+# entries of that module's state it becomes, e.g. a float `weight` -> an int8 `weight` and its `scale`.
+Converter = Callable[[nn.Module, str, torch.Tensor], dict[str, torch.Tensor]]
+
+
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str, assign: bool = False,
+                convert: Converter | None = None) -> None:
     """Load `state` (our names) into `model`: every key present, none extra, every shape and kind equal, and
     every value finite. The one loader of the project; each failure is one `CheckpointError` naming the tensor.
 
+    Names and shapes are checked first (from specs for `LazyTensors`, without reading); then the tensors are
+    looked up, checked, converted and loaded one at a time, so lazy ones are never all in memory at once (a NaN
+    found then leaves `model` partly loaded: build it anew, as the loaders do on the meta device).
+
     Args:
         assign: take the tensors themselves as parameters (for a model built on the meta device).
+        convert: how each checked tensor goes into the module that holds it (default: as it is). For a model
+            transformed while empty (`inference.speed`): cast, or quantized into a weight and a scale.
     """
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    floats = {k for k, v in expected.items() if v.is_floating_point()}  # names that must be floating point
+    derived = set()  # entries that a conversion adds beside the one it loads (an int8 weight's scale)
+    if convert is not None:  # what the conversion makes of a float tensor, on the meta device (for free)
+        for name in state:
+            if name in expected:
+                module, local = _owner(model, name)
+                prefix = name[:len(name) - len(local)]
+                made = convert(module, local, torch.empty(expected[name].shape, device="meta"))
+                derived |= {prefix + k for k in made} - {name}
+                if made[local].dtype == expected[name].dtype:  # the module takes a float tensor here (an int8 weight)
+                    floats.add(name)
+    missing = [k for k in expected if k not in state and k not in derived]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         raise CheckpointError(f"{origin} does not match the model built from its config: "
                               f"missing keys: [{summarise(missing)}]; unexpected keys: [{summarise(unexpected)}]")
-    wrong = [f"{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}"
-             for k, v in expected.items() if state[k].shape != v.shape]
+    wrong = [f"{k}: checkpoint {list(spec(state, k).shape)} vs model {list(v.shape)}"
+             for k, v in expected.items() if k in state and spec(state, k).shape != v.shape]
     if wrong:
         raise CheckpointError(f"{origin} has tensors of the wrong shape: {summarise(wrong, 5)}")
-    for name, tensor in state.items():
-        if expected[name].is_floating_point() and not tensor.is_floating_point():
-            raise CheckpointError(f"{origin}: tensor {name} has dtype {tensor.dtype}, expected floating point")
+    for name in state:
+        if name in floats and not spec(state, name).is_floating_point():
+            raise CheckpointError(f"{origin}: tensor {name} has dtype {spec(state, name).dtype}, expected "
+                                  "floating point")
+    for name in state:
+        tensor = state[name]  # read now, where `state` is lazy
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{origin}: tensor {name} holds NaN or infinite values")
-    model.load_state_dict(dict(state), strict=True, assign=assign)
+        module, local = _owner(model, name)
+        entries = {local: tensor} if convert is None else convert(module, local, tensor)
+        module.load_state_dict(entries, strict=False, assign=assign)
+        del tensor, entries  # the float tensor is freed before the next one is read
+        _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """Give the pages of freed memory back to the system (glibc's `malloc_trim`; elsewhere nothing).
+
+    glibc keeps freed blocks of up to 32 MiB in its heap rather than unmapping them, and converted tensors
+    allocated between them keep the heap from shrinking: loading musicgen-small in bfloat16 tensor by tensor
+    peaked 370 MiB above its final size without this.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
+def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The module that holds the state entry `name`, and the entry's name inside it."""
+    path, _, local = name.rpartition(".")
+    return model.get_submodule(path), local

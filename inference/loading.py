@@ -18,7 +18,7 @@ folder) is read too: the LM is rebuilt from the `xp.cfg` YAML stored in `state_d
 
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from checkpoint_io import (
     read_json,
     read_xp_cfg,
     section,
+    spec,
     torch_load,
 )
 from encodec import EncodecModel
@@ -46,9 +47,10 @@ from encodec.inference import prepare_codec_for_inference
 from encodec.loading import codec_from_hf, codec_size, config_from_hf, load_encodec
 from lm.conditioning import LookupTableConditioner, T5Conditioner
 from lm.config import is_melody_config, lm_config_from_audiocraft, lm_config_from_hf
-from lm.loading import build_lm_from_audiocraft, build_lm_from_hf
+from lm.loading import LoadTransform, build_lm_from_audiocraft, build_lm_from_hf
 from lm.model import MusicGenLM
 
+_AUDIOCRAFT_TEXT_PROJ = "condition_provider.conditioners.description.output_proj.weight"
 DEMO_FOLDER = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"  # the small bundled model
 
 # Short names accepted for the published models, and "demo" for the bundled one.
@@ -73,10 +75,13 @@ def resolve_source(source: str | os.PathLike) -> str:
     return SHORT_NAMES.get(str(source), str(source))
 
 
-def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
+def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtype: torch.dtype,
+                        lm_transform: LoadTransform | None = None) -> MusicGenParts:
     """Read a MusicGen checkpoint (local folder, file or Hub repo id, either layout) into our modules.
 
-    The LM is cast to `lm_dtype`; T5 and the codec stay in float32 (as audiocraft does on GPU).
+    The LM is cast to `lm_dtype`, or built in the final form of `lm_transform` (a speed transform applied while
+    it is empty, then each tensor converted as it is read: `lm.loading.build_lm`); T5 and the codec stay in
+    float32 (as audiocraft does on GPU).
     Raises:
         ModelNotFoundError: the model is not here at all (no such folder, not cached and not downloadable).
         CheckpointError: it is here but cannot be loaded (a missing part such as T5, a bad config or tensor);
@@ -85,22 +90,24 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
     name, source = str(source), resolve_source(source)
     path = Path(source)
     if path.is_file() and path.name == "state_dict.bin":
-        return _load_audiocraft(path, path.parent / "compression_state_dict.bin", device, lm_dtype)
+        return _load_audiocraft(path, path.parent / "compression_state_dict.bin", device, lm_dtype, lm_transform)
     if path.is_dir():
         if (path / "config.json").is_file():
-            return _load_transformers(source, read_json(path / "config.json"), device, lm_dtype)
+            return _load_transformers(source, read_json(path / "config.json"), device, lm_dtype, lm_transform)
         if (path / "state_dict.bin").is_file():
-            return _load_audiocraft(path / "state_dict.bin", path / "compression_state_dict.bin", device, lm_dtype)
+            return _load_audiocraft(path / "state_dict.bin", path / "compression_state_dict.bin", device, lm_dtype,
+                                    lm_transform)
         raise CheckpointError(f"{source} holds no MusicGen checkpoint (no config.json, no state_dict.bin)")
     if name == "demo":
         raise ModelNotFoundError(f"the bundled demo model is missing from {source} (rebuild it with "
                                  "`python -m training.demo`)")
     if looks_like_repo_id(source):
         if (config := hub_file(source, "config.json", required=False)) is not None:
-            return _partly_here(source, lambda: _load_transformers(source, read_json(config), device, lm_dtype))
+            return _partly_here(source, lambda: _load_transformers(source, read_json(config), device, lm_dtype,
+                                                                            lm_transform))
         lm_file = hub_file(source, "state_dict.bin")  # ModelNotFoundError: neither layout is here
         return _partly_here(source, lambda: _load_audiocraft(lm_file, hub_file(source, "compression_state_dict.bin"),
-                                                             device, lm_dtype))
+                                                             device, lm_dtype, lm_transform))
     raise ModelNotFoundError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
                              f"name ({', '.join(SHORT_NAMES)})")
 
@@ -139,7 +146,8 @@ def is_melody_model(source: str | os.PathLike) -> bool:
     return "self_wav" in (cfg.get("fuser", {}) or {}).get("prepend", [])
 
 
-def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
+def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype: torch.dtype,
+                       lm_transform: LoadTransform | None) -> MusicGenParts:
     model_type = config.get("model_type")
     if model_type not in ("musicgen", "musicgen_melody"):
         raise CheckpointError(f"{source}: a {model_type!r} checkpoint; expected a MusicGen one (model_type "
@@ -156,7 +164,8 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
     state = read_hf_weights(file_getter(source))
     codec = codec_from_hf(audio_config, _strip(state, "audio_encoder."), f"{source} (audio_encoder)")
     text = _text_from_hf(text_config, build_text, _strip(state, "text_encoder."), source)
-    lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype, origin=f"{source} (decoder)")
+    lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype, origin=f"{source} (decoder)",
+                          transform=lm_transform)
     max_duration = float(config.get("max_duration", 30.0))  # written by inference/export.py
     return MusicGenParts(lm, prepare_codec_for_inference(codec).to(device), text.to(device), max_duration)
 
@@ -202,19 +211,21 @@ def _text_from_hf(config: dict, build: Callable[[], torch.nn.Module], state: dic
     return T5Conditioner(model.float().eval(), load_tokenizer(source, config))
 
 
-def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_dtype: torch.dtype) -> MusicGenParts:
+def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_dtype: torch.dtype,
+                     lm_transform: LoadTransform | None) -> MusicGenParts:
     """audiocraft's exported files: {'best_state': LM state dict, 'xp.cfg': YAML} and the codec's file."""
-    package = torch_load(lm_file)
+    package = torch_load(lm_file, lazy=True)  # the LM's tensors read one by one as they are loaded
     if not isinstance(package, dict) or "best_state" not in package or "xp.cfg" not in package:
         raise CheckpointError(f"{lm_file} is not an audiocraft LM export (expected 'best_state' and 'xp.cfg')")
     cfg, state = read_xp_cfg(package["xp.cfg"]), package["best_state"]
-    text_proj = state.get("condition_provider.conditioners.description.output_proj.weight")  # [D, D_text]
+    text_proj = spec(state, _AUDIOCRAFT_TEXT_PROJ) if _AUDIOCRAFT_TEXT_PROJ in state else None  # [D, D_text]
     try:
         config = lm_config_from_audiocraft(cfg, None if text_proj is None else text_proj.shape[1])
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
         raise CheckpointError(f"{lm_file}: xp.cfg: {err!r}") from None
-    check_size(meta_size(lambda: MusicGenLM(config)), "language model", str(lm_file))  # tensors memory-mapped
-    lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype, origin=str(lm_file))
+    check_size(meta_size(lambda: MusicGenLM(config)), "language model", str(lm_file))  # no tensor read yet
+    lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype, origin=str(lm_file),
+                                  transform=lm_transform)
     t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")
     if t5_name is None:
         raise CheckpointError(f"{lm_file}: xp.cfg names no T5 text encoder (conditioners.description.t5.name)")
@@ -224,8 +235,9 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
     return MusicGenParts(lm, codec, text.to(device), max_duration)
 
 
-def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under `prefix` (prefix removed), read now: only these are looked up in a lazy `state`."""
+    return {k[len(prefix):]: state[k] for k in state if k.startswith(prefix)}
 
 
 def t5_from_pretrained(name: str) -> torch.nn.Module:

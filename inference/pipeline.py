@@ -23,7 +23,7 @@ from inference.audio_prompt import prepare_prompt
 from inference.chunked import decode_in_chunks
 from inference.generation import Window, generate_long, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
-from inference.speed import prepare_for_inference, quantize_int8
+from inference.speed import load_transform
 from lm.chroma import ChromaExtractor, null_chroma
 from lm.model import MusicGenLM
 from lm.sampling import SamplingParams
@@ -84,9 +84,9 @@ class MusicGen:
                              "choose one of them")
         if dtype is None and quantize is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
-        parts = load_musicgen_parts(source, device, torch.float32)
-        lm = quantize_int8(parts.lm, dtype) if quantize == "int8" else prepare_for_inference(parts.lm, dtype)
-        return cls(lm, parts.codec, parts.text, max_duration=parts.max_duration, cuda_graph=cuda_graph)
+        # the LM is built in its final form: each float32 tensor cast or quantized as it is read
+        parts = load_musicgen_parts(source, device, torch.float32, load_transform(device, dtype, quantize))
+        return cls(parts.lm, parts.codec, parts.text, max_duration=parts.max_duration, cuda_graph=cuda_graph)
 
     @property
     def sample_rate(self) -> int:

@@ -9,6 +9,10 @@ reads every weight of the transformer once for a handful of rows, so its speed i
 - `quantize_int8(lm, dtype)` stores them as int8 with one scale per output channel (`Int8Linear`), computed
   with activations in `dtype` (bfloat16 on CPU).
 
+Either applies to a loaded float32 LM, or to an empty one (meta device) before its checkpoint is read:
+`load_transform` gives the loader (`lm.loading.build_lm`) the transform and the conversion of each checkpoint
+tensor into the transformed module (`load_converted`), so the float32 model never exists in memory at once.
+
 What stays float32, as autocast would keep it: the residual stream, the layer norms, the embeddings, the
 condition projections and the output heads. Each block's input is cast to the compute dtype by its first
 linear layer, its output is added to the float32 stream; the KV cache takes the dtype of the keys, so
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lm.loading import LoadTransform
 from lm.model import MusicGenLM
 
 FEW_ROWS = 16  # up to this many rows, reduced-precision linears on CPUs with AMX use the transposed product
@@ -42,6 +47,10 @@ class CastLinear(nn.Module):
     def __init__(self, weight: torch.Tensor, dtype: torch.dtype) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight.detach().to(dtype), requires_grad=False)  # [D_out, D_in]
+
+    def state_for(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This layer's state for the float weight [D_out, D_in]: how a loader fills one built empty."""
+        return CastLinear(weight, self.weight.dtype).state_dict()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.weight.dtype)
@@ -71,6 +80,11 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8))
         self.register_buffer("scale", scale.to(dtype))  # [D_out], in the compute dtype
 
+    def state_for(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This layer's state (int8 weight and scale) for the float weight [D_out, D_in]: how a loader fills one
+        built empty."""
+        return Int8Linear(weight, self.scale.dtype).state_dict()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.scale.dtype)
         if x.device.type == "cpu" and x.shape[-1] % 16 == 0:
@@ -87,22 +101,38 @@ def prepare_for_inference(lm: MusicGenLM, dtype: torch.dtype) -> MusicGenLM:
     """
     if dtype == torch.float32:
         return lm
-    if dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"reduced precision is bfloat16 or float16, got {dtype}")
+    _check_reduced(dtype)
     return _swap_linears(lm, lambda weight: CastLinear(weight, dtype))
 
 
-def quantize_int8(lm: MusicGenLM, dtype: torch.dtype | None = None) -> MusicGenLM:
+def _check_reduced(dtype: torch.dtype) -> None:
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"reduced precision is bfloat16 or float16, got {dtype}")
+
+
+def quantize_int8(lm: MusicGenLM, dtype: torch.dtype | None = None,
+                  device: torch.device | str | None = None) -> MusicGenLM:
     """Store the transformer's linear layers of `lm` as int8 (weight-only, per-channel scales) in place.
 
     Args:
-        lm: the model, in float32 (or any float dtype).
+        lm: the model, in float32 (or any float dtype), or empty (on the meta device).
         dtype: the compute dtype of the activations; default bfloat16 on CPU (the fused kernel's), float16 on
             CUDA.
+        device: where the model will run; default where it is (give it for an empty model).
     Raises:
         ValueError: one line, when the device has no kernel for it (checked on a small product first).
     """
-    device = lm.out_norm.weight.device
+    device = torch.device(device) if device is not None else lm.out_norm.weight.device
+    dtype = check_int8_kernel(device, dtype)
+    return _swap_linears(lm, lambda weight: Int8Linear(weight, dtype))
+
+
+def check_int8_kernel(device: torch.device, dtype: torch.dtype | None) -> torch.dtype:
+    """The compute dtype of int8 layers on `device` (`dtype`, or its default), once a small product ran.
+
+    Raises:
+        ValueError: one line, when the device has no kernel for it.
+    """
     dtype = dtype or (torch.bfloat16 if device.type == "cpu" else torch.float16)
     probe = Int8Linear(torch.ones(8, 64, device=device), dtype)
     try:
@@ -110,7 +140,7 @@ def quantize_int8(lm: MusicGenLM, dtype: torch.dtype | None = None) -> MusicGenL
     except (RuntimeError, NotImplementedError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"int8 decoding has no kernel on {device} with {dtype} activations: {message}") from None
-    return _swap_linears(lm, lambda weight: Int8Linear(weight, dtype))
+    return dtype
 
 
 def _swap_linears(lm: MusicGenLM, make: Callable[[torch.Tensor], nn.Module]) -> MusicGenLM:
@@ -121,6 +151,32 @@ def _swap_linears(lm: MusicGenLM, make: Callable[[torch.Tensor], nn.Module]) -> 
             if isinstance(child, nn.Linear):
                 setattr(parent, name, make(child.weight))
     return lm
+
+
+def load_transform(device: torch.device, dtype: torch.dtype | None, quantize: str | None) -> LoadTransform | None:
+    """`quantize_int8` (quantize "int8") or `prepare_for_inference` as a transform of the empty LM, for the loader.
+
+    None where there is nothing to transform (float32 without quantization). The int8 kernel is checked now.
+    """
+    if quantize == "int8":
+        dtype = check_int8_kernel(device, dtype)
+        return LoadTransform(lambda lm: quantize_int8(lm, dtype, device), load_converted)
+    if dtype == torch.float32:
+        return None
+    _check_reduced(dtype)
+    return LoadTransform(lambda lm: prepare_for_inference(lm, dtype), load_converted)
+
+
+def load_converted(module: nn.Module, name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The loader's conversion (`checkpoint_io.load_strict`) for a transformed empty LM: a weight loaded into a
+    swapped linear layer becomes what that layer holds (cast, or int8 and scales); every other tensor float32.
+
+    Always a new tensor: a view of a memory-mapped checkpoint (audiocraft's `state_dict.bin`) kept in the model
+    would keep the whole file's pages resident.
+    """
+    if isinstance(module, CastLinear | Int8Linear):
+        return module.state_for(tensor)
+    return {name: tensor.to(torch.float32, copy=True)}
 
 
 def compute_dtype(lm: MusicGenLM) -> torch.dtype:

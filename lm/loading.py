@@ -15,12 +15,13 @@ docs/architecture.md 3.1); audiocraft packs each attention's q, k, v into one `i
 transformers splits by rows into q/k/v_proj.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from checkpoint_io import CheckpointError, load_strict, rename_with_table
+from checkpoint_io import CheckpointError, Converter, load_strict, rename_with_table
 
 from .config import LMConfig, lm_config_from_hf
 from .model import MusicGenLM
@@ -134,6 +135,15 @@ def audiocraft_key_table(config: LMConfig) -> dict[str, str | tuple[str, str, st
     return table
 
 
+@dataclass(frozen=True)
+class LoadTransform:
+    """A speed transform of the LM applied while it is empty (meta device, before any tensor is read), and the
+    conversion that loads each checkpoint tensor into the module that then holds it (`inference.speed`)."""
+
+    apply: Callable[[MusicGenLM], MusicGenLM]
+    convert: Converter
+
+
 def _is_causal_lm_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
     if "decoder.lm_heads.0.weight" in state_dict:
         return False
@@ -180,6 +190,7 @@ def build_lm_from_hf(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     origin: str = "the checkpoint",
+    transform: LoadTransform | None = None,
 ) -> MusicGenLM:
     """Build a MusicGenLM from a transformers `config.json` dict and its (full or LM-only) state dict.
 
@@ -188,28 +199,43 @@ def build_lm_from_hf(
 
     Args:
         config: the checkpoint's config.json as a dict (full MusicgenConfig or a bare decoder config).
-        state_dict: tensors loaded from model.safetensors (all shards merged).
+        state_dict: tensors loaded from model.safetensors (all shards merged), or `LazyTensors` read one by one.
         device: where the model should live (default: where the tensors are).
         dtype: parameter dtype (default: the checkpoint's).
         origin: names the checkpoint in errors.
+        transform: see `build_lm`.
     Returns:
         the LM in eval mode.
     """
     lm_config = lm_config_from_hf(config, origin)
-    return build_lm(lm_config, convert_hf_state_dict(state_dict, lm_config, origin), device, dtype, origin)
+    return build_lm(lm_config, convert_hf_state_dict(state_dict, lm_config, origin), device, dtype, origin,
+                    transform)
 
 
 def build_lm_from_audiocraft(config: LMConfig, state_dict: Mapping[str, torch.Tensor],
                              device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                             origin: str = "the checkpoint") -> MusicGenLM:
+                             origin: str = "the checkpoint", transform: LoadTransform | None = None) -> MusicGenLM:
     """Build a MusicGenLM from an audiocraft LM state dict (see `lm_config_from_audiocraft` for the config)."""
-    return build_lm(config, convert_audiocraft_state_dict(state_dict, config, origin), device, dtype, origin)
+    return build_lm(config, convert_audiocraft_state_dict(state_dict, config, origin), device, dtype, origin,
+                    transform)
 
 
 def build_lm(config: LMConfig, converted: Mapping[str, torch.Tensor], device=None, dtype=None,
-             origin: str = "the checkpoint") -> MusicGenLM:
-    """A MusicGenLM built on the meta device (no random init) that takes `converted` (our names) as its tensors."""
+             origin: str = "the checkpoint", transform: LoadTransform | None = None) -> MusicGenLM:
+    """A MusicGenLM built on the meta device (no random init) that takes `converted` (our names) as its tensors.
+
+    Args:
+        transform: applied to the empty LM, so that each tensor is loaded straight into its final form (a weight
+            cast or quantized as it is read) and the float32 model never exists; the tensors it does not
+            change become float32 (`dtype` must then be None or float32).
+    """
     with torch.device("meta"):
         lm = MusicGenLM(config)
-    load_strict(lm, converted, origin, assign=True)
-    return lm.to(device=device, dtype=dtype).eval()
+    if transform is None:
+        load_strict(lm, converted, origin, assign=True)
+        return lm.to(device=device, dtype=dtype).eval()
+    if dtype not in (None, torch.float32):
+        raise ValueError(f"a transformed LM keeps its other tensors in float32, not {dtype}")
+    lm = transform.apply(lm)
+    load_strict(lm, converted, origin, assign=True, convert=transform.convert)
+    return lm.to(device=device).eval()

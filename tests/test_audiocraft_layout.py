@@ -5,12 +5,15 @@ rules, docs/architecture.md 3.1), saved with a matching `xp.cfg`, and must load 
 transformers-layout files of the same weights.
 """
 
+import copy
+
 import pytest
 import torch
 import yaml
 
 from encodec import CheckpointError
 from inference import MusicGen
+from inference.speed import prepare_for_inference, quantize_int8
 from tests.codec_oracle import save_audiocraft
 from tests.musicgen_oracle import save_tiny_musicgen, word_tokenizer
 
@@ -96,6 +99,20 @@ def test_same_model_from_both_layouts(both_layouts):
     assert torch.equal(from_hf.decode(codes), from_ac.decode(codes))
     # the state_dict.bin file itself also works as the source
     assert MusicGen.from_pretrained(ac_folder / "state_dict.bin", device="cpu").lm.config == from_hf.lm.config
+
+
+@pytest.mark.parametrize("variant", ["bfloat16", "int8"])
+def test_a_transformed_lm_loads_from_audiocraft_as_converting_after_a_float32_load(both_layouts, variant):
+    from_hf, ac_folder = both_layouts
+    if variant == "int8":
+        from_ac = MusicGen.from_pretrained(ac_folder, device="cpu", quantize="int8").lm
+        reference = quantize_int8(copy.deepcopy(from_hf.lm), torch.bfloat16)
+    else:
+        from_ac = MusicGen.from_pretrained(ac_folder, device="cpu", dtype=torch.bfloat16).lm
+        reference = prepare_for_inference(copy.deepcopy(from_hf.lm), torch.bfloat16)
+    ours, theirs = from_ac.state_dict(), reference.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(ours[k].dtype == theirs[k].dtype and torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_mismatched_audiocraft_lm_names_the_keys(both_layouts, tmp_path):
