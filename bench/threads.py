@@ -27,22 +27,28 @@ VARIANTS = {
 }
 
 
-def generation_seconds(extra: list[str], env: dict, duration: float, folder: str) -> tuple[float, str]:
+def generation_seconds(extra: list[str], env: dict, duration: float, folder: str,
+                       timeout: float) -> tuple[float, str]:
+    """Generation seconds of one run (load excluded), or `timeout` (reported as a lower bound) if it ran longer."""
     environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     command = [sys.executable, str(ROOT / "generate.py"), "Lo-fi funk", "--model", "demo", "--duration",
                str(duration), "--seed", "0", "--output", f"{folder}/clip.wav", *extra]
-    out = subprocess.run(command, capture_output=True, text=True, env={**environment, **env}, check=True).stdout
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, env={**environment, **env}, check=True,
+                             timeout=timeout).stdout
+    except subprocess.TimeoutExpired:
+        return timeout, "?"
     seconds = float(re.search(r"of audio in ([0-9.]+) s", out).group(1))
     threads = re.search(r"^threads\s+(.*)$", out, re.MULTILINE).group(1)
     return seconds, threads
 
 
-def measure(rounds: int, duration: float) -> tuple[dict[str, list[float]], str]:
+def measure(rounds: int, duration: float, timeout: float) -> tuple[dict[str, list[float]], str]:
     times, chosen = {name: [] for name in VARIANTS}, ""
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(rounds):
             for name, (extra, env) in VARIANTS.items():
-                seconds, threads = generation_seconds(extra, env, duration, folder)
+                seconds, threads = generation_seconds(extra, env, duration, folder, timeout)
                 times[name].append(seconds)
                 chosen = threads if name == "policy (default)" else chosen
     return times, chosen
@@ -52,7 +58,7 @@ def report(label: str, times: dict[str, list[float]], chosen: str) -> None:
     medians = {name: statistics.median(samples) for name, samples in times.items()}
     best = min(medians["1 thread"], medians["2 threads, passive wait"])
     print(f"\n{label} (load average {os.getloadavg()[0]:.1f}); the policy chose: {chosen}")
-    print(f"{'variant':40}{'median s':>10}{'vs best fixed':>15}   rounds")
+    print(f"{'variant':40}{'median s':>10}{'vs best fixed':>15}   rounds (a run stopped at --timeout counts as it)")
     for name, seconds in medians.items():
         rounds = " ".join(f"{t:.2f}" for t in times[name])
         print(f"{name:40}{seconds:10.2f}{seconds / best:14.2f}x   {rounds}")
@@ -64,13 +70,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--skip-idle", action="store_true", help="only the busy machine")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds after which a run is stopped and counted as taking that long (a lower bound)")
     args = parser.parse_args()
     print(f"settings: {vars(args)}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
     if not args.skip_idle:
-        report("idle machine", *measure(args.rounds, args.duration))
+        report("idle machine", *measure(args.rounds, args.duration, args.timeout))
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     try:
-        report(f"{args.busy} busy processes", *measure(args.rounds, args.duration))
+        report(f"{args.busy} busy processes", *measure(args.rounds, args.duration, args.timeout))
     finally:
         for spinner in spinners:
             spinner.kill()
