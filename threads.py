@@ -1,15 +1,18 @@
 """The CPU thread policy of every entry point (generate.py, train.py, the tests): import it before torch.
 
-PyTorch's CPU kernels run on an OpenMP pool of one thread per core. By default (GNU OpenMP's ACTIVE wait) a
-thread that finishes its share spins, waiting for the others; on a machine where other processes also want
-the cores, the spinning threads take the time the late ones need. On a 2-core machine with two other busy
-processes, `generate.py --model demo --duration 8` ran 4 to 10 times slower with two threads than with one,
-with identical output. The policy (measured in bench/threads.py):
+PyTorch's CPU kernels run on an OpenMP pool (GNU libgomp) of one thread per core. A thread that finishes its
+share of an operation waits for the next one; by default it spins for 300,000 iterations first, and on a
+machine where other processes also want the cores the spinning threads take the time the late ones need. On a
+2-core machine with two other busy processes, `generate.py --model demo --duration 8` ran 4 to 30 times slower
+with two threads than with one, with identical output. Sleeping at once (OMP_WAIT_POLICY=PASSIVE alone) is
+no answer either: a decoding step is hundreds of small operations, and waking the threads for each made the
+same command 2.6x slower on an idle machine. The policy (measured in bench/threads.py):
 
-1. `OMP_WAIT_POLICY=PASSIVE`: waiting threads sleep instead of spinning. OpenMP reads it when it starts, so it
-   must be set before torch is imported; a value the user set is kept.
+1. Wait briefly, then sleep: `OMP_WAIT_POLICY=PASSIVE` with `GOMP_SPINCOUNT=100000` (a spin of tens of
+   microseconds covers the gap between the operations of a step; a longer wait sleeps). OpenMP reads these
+   when it starts, so they are set before torch is imported; values the user set are kept.
 2. As many threads as cores are free: the cores this process may run on, less the load average of the last
-   minute (rounded), at least one. An idle machine gets every core, a busy one fewer.
+   minute (rounded), at least one. An idle machine gets every core, a busy one fewer (one thread never waits).
 3. `--threads N` (or OMP_NUM_THREADS in the environment) overrides the count.
 """
 
@@ -17,6 +20,7 @@ import math
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 
 def available_cores() -> int:
@@ -54,4 +58,5 @@ def apply_threads(requested: int | None = None) -> str:
 
     threads, why = choose_threads(requested)
     torch.set_num_threads(threads)
-    return f"{threads} ({why}; OpenMP wait policy {os.environ['OMP_WAIT_POLICY'].lower()})"
+    wait = f"spin {os.environ['GOMP_SPINCOUNT']}, then sleep" if os.environ["GOMP_SPINCOUNT"] else "libgomp's default"
+    return f"{threads} ({why}; OpenMP wait: {wait})"
