@@ -234,7 +234,7 @@ def test_a_codec_larger_than_memory_is_refused_before_reading(hf32, monkeypatch)
     import checkpoint_io
     from encodec import loading
 
-    monkeypatch.setattr(checkpoint_io, "available_memory", lambda: 1000)  # bytes
+    monkeypatch.setattr(checkpoint_io.configs, "available_memory", lambda: 1000)  # bytes
     monkeypatch.setattr(loading, "read_hf_weights", None)  # the check comes before any tensor is read
     with pytest.raises(CheckpointError, match=r"describes a codec of .* than the 0.0 GiB of memory available"):
         load_encodec(hf32)

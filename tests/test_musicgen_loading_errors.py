@@ -187,7 +187,7 @@ def test_a_model_larger_than_memory_is_refused_before_reading(t5_folder, monkeyp
     import checkpoint_io
     from inference import loading
 
-    monkeypatch.setattr(checkpoint_io, "available_memory", lambda: 1000)  # bytes: less than any part needs
+    monkeypatch.setattr(checkpoint_io.configs, "available_memory", lambda: 1000)  # bytes: less than any part needs
     monkeypatch.setattr(loading, "read_hf_weights", None)  # the check comes before any tensor is read
     with pytest.raises(CheckpointError, match=r"describes a MusicGen model of .* than the 0.0 GiB of memory"):
         MusicGen.from_pretrained(t5_folder, device="cpu")
