@@ -11,12 +11,12 @@ Shape legend: B batch, C audio channels, N samples.
 
 import warnings
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from training.audio_files import AudioFile, DataError, read_segment, scan_audio_files, split_files
 from training.codec_settings import CodecTrainSettings
+from training.run import TrainValidLoaders
 
 BATCHES_PER_EPOCH = 1000  # the training set is endless random segments; an "epoch" is just a count
 
@@ -68,7 +68,7 @@ class AudioSegmentDataset(Dataset):
         raise RuntimeError("none of the audio files could be read")
 
 
-class CodecDataModule(L.LightningDataModule):
+class CodecDataModule(TrainValidLoaders):
     """The audio files of a run as training and validation loaders of segments.
 
     The files are listed, split and checked when the module is built, so that a run with no usable data
@@ -102,14 +102,3 @@ class CodecDataModule(L.LightningDataModule):
                                              **segment)
         self.valid_set = AudioSegmentDataset(self.valid_files, num_examples=settings.valid_examples,
                                              random_offsets=False, **segment)
-
-    def _loader(self, dataset: Dataset, drop_last: bool) -> DataLoader:
-        workers = self.settings.num_workers
-        return DataLoader(dataset, batch_size=self.settings.batch_size, drop_last=drop_last, num_workers=workers,
-                          persistent_workers=workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.valid_set, drop_last=False)

@@ -14,15 +14,15 @@ Shape legend: K codebooks, T frames.
 import math
 import warnings
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from encodec import EncodecModel
 from training.audio_files import AudioFile, DataError, split_files
 from training.captions import read_captioned
 from training.lm_settings import LMTrainSettings
 from training.lm_tokens import CacheStats, TokenCache
+from training.run import TrainValidLoaders
 
 BATCHES_PER_EPOCH = 1000  # the training set is endless random windows; an "epoch" is just a count
 
@@ -65,7 +65,7 @@ def encoded_frames(file: AudioFile, codec: EncodecModel) -> int:
     return math.ceil(round(file.duration * codec.sample_rate) / codec.hop_length)
 
 
-class LMDataModule(L.LightningDataModule):
+class LMDataModule(TrainValidLoaders):
     """The captioned files of a run, encoded once into the token cache, as training and validation loaders.
 
     The files are listed, split and checked when the module is built (every process, cheap: headers only), so
@@ -166,14 +166,3 @@ class LMDataModule(L.LightningDataModule):
             else:
                 loaded.append((codes, self.captions[file.path]))
         return loaded
-
-    def _loader(self, dataset: Dataset, drop_last: bool) -> DataLoader:
-        workers = self.settings.num_workers
-        return DataLoader(dataset, batch_size=self.settings.batch_size, drop_last=drop_last, num_workers=workers,
-                          persistent_workers=workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.valid_set, drop_last=False)

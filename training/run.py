@@ -26,11 +26,31 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from training.audio_files import DataError
 from training.checkpoints import LAST, AtomicCheckpointIO, resume_path, settings_for_run
 from training.run_settings import RunSettings
+
+
+class TrainValidLoaders(L.LightningDataModule):
+    """The loaders of both training commands' data modules: `train_set` (whole batches only) and `valid_set`,
+    which the subclass builds, batched by `settings.batch_size` with `settings.num_workers` workers."""
+
+    train_set: Dataset
+    valid_set: Dataset
+
+    def _loader(self, dataset: Dataset, drop_last: bool) -> DataLoader:
+        workers = self.settings.num_workers
+        return DataLoader(dataset, batch_size=self.settings.batch_size, drop_last=drop_last, num_workers=workers,
+                          persistent_workers=workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.valid_set, drop_last=False)
 
 
 class RunInterruptedError(Exception):
