@@ -202,12 +202,6 @@ class MusicGen:
         if prompt.shape[-1] >= num_frames:
             raise ValueError(f"the prompt ({prompt.shape[-1] / self.frame_rate:.2f} s) must be shorter than the "
                              f"requested duration ({duration} s), which includes it")
-        window = self._window_frames()
-        if prompt.shape[-1] >= window:
-            context = (window - math.floor(self.extend_stride * self.frame_rate + 1e-6)) / self.frame_rate
-            warnings.warn(f"the audio prompt ({prompt.shape[-1] / self.frame_rate:.1f} s) is longer than one window "
-                          f"of this model ({self.max_duration:g} s): continuing from its last {context:g} s",
-                          stacklevel=2)
         sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
                                   cfg_coef=cfg_coef)
         codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
@@ -245,6 +239,10 @@ class MusicGen:
                   callback: Callable[[int, int], None] | None,
                   chroma: list[torch.Tensor | None] | None = None) -> torch.Tensor:
         plan = self.plan(prompt.shape[-1], num_frames)
+        if plan[0].start > 0:  # a prompt of a window or more: the first window reads only its end
+            warnings.warn(f"the audio prompt ({prompt.shape[-1] / self.frame_rate:.1f} s) is longer than one window "
+                          f"of this model ({self.max_duration:g} s): continuing from its last "
+                          f"{plan[0].prompt / self.frame_rate:g} s", stacklevel=3)
         total = plan_steps(plan, max(self.lm.config.delays))
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         cond = self._condition(descriptions, with_null=sampling.guided, chroma=chroma)
