@@ -1,13 +1,14 @@
 """A captioned music corpus that builds offline: generated arrangements rendered with a General MIDI SoundFont.
 
     python -m corpus data/corpus --count 200 --seconds 10 --seed 0 [--soundfont PATH] [--sample-rate 32000]
-                              [--styles techno,jazz] [--chorales 20]
+                              [--styles techno,jazz] [--chorales 20] [--reverb]
 
 Clip i is in style `STYLES[i % len(styles)]` (see corpus/styles.py): its key, tempo, progression and
 instruments are drawn from `np.random.default_rng([seed, i, attempt])`, so a clip does not depend on --count
 (the first 3 clips of a 200-clip corpus are the clips of a 3-clip corpus). Each part is rendered from MIDI by
 symusic's SoundFont synthesizer; the parts are mixed at the style's levels, cut to --seconds with a short
-fade-out, given the style's effect (lo-fi) and normalised to a peak of 0.9. With --chorales M, clips
+fade-out, given the style's effect (lo-fi), with --reverb put in a drawn room (corpus/effects.py `room`), and
+normalised to a peak of 0.9. With --chorales M, clips
 count .. count + M - 1 are Bach chorales from music21's corpus played by a drawn quartet of instruments
 (corpus/chorales.py). Files written, with NAME = <style>_<i:05d>:
 
@@ -19,7 +20,8 @@ count .. count + M - 1 are Bach chorales from music21's corpus played by a drawn
     OUT_DIR/settings.json    the resolved settings
 
 The default SoundFont is TimGM6mb.sf2 (GPL-2), shipped inside the pretty_midi wheel; the path is always passed
-explicitly, since symusic's own default downloads one.
+explicitly, since symusic's own default downloads one. Debian's `fluid-soundfont-gm` (FluidR3_GM.sf2, MIT, 148 MB)
+sounds closer to real instruments; the demo recipe renders with it when it is installed.
 """
 
 import argparse
@@ -38,7 +40,7 @@ from symusic import Synthesizer
 from tqdm import tqdm
 
 from corpus.arrange import Arrangement
-from corpus.effects import normalise_peak
+from corpus.effects import normalise_peak, room
 from corpus.styles import STYLES, STYLES_BY_NAME, Style, arrange, describe, instrument_names
 
 if TYPE_CHECKING:  # music21 is imported only when chorales are asked for
@@ -63,6 +65,7 @@ class Clip:
     caption: str
     audio: np.ndarray
     seconds: float
+    room: dict | None = None  # the reverb's parameters (corpus.effects.room), None when dry
 
     def metadata(self) -> dict:
         """What the sidecar .json and the manifest say about the clip."""
@@ -75,6 +78,7 @@ class Clip:
             "programs": [p.program for p in self.arrangement.parts if not p.is_drum],
             "drums": self.arrangement.has_drums,
             "seconds": self.seconds,
+            **({"room": self.room} if self.room else {}),
         }
 
 
@@ -131,31 +135,42 @@ def usable(audio: np.ndarray) -> bool:
     return bool(np.isfinite(audio).all()) and float(np.sqrt(np.mean(audio**2))) > 1e-4 and np.abs(audio).max() < 20
 
 
-def make_clip(style: Style, index: int, seed: int, seconds: float, sample_rate: int, synth: Synthesizer) -> Clip:
-    """Draw, render and caption clip `index` of a style (the synthesizer must run at `sample_rate`)."""
+def make_clip(style: Style, index: int, seed: int, seconds: float, sample_rate: int, synth: Synthesizer,
+              reverb: bool = False) -> Clip:
+    """Draw, render and caption clip `index` of a style (the synthesizer must run at `sample_rate`), in a drawn
+    room when `reverb` (the caption does not mention the room; the metadata records it)."""
     for attempt in range(MAX_ATTEMPTS):
         rng = np.random.default_rng([seed, index, attempt])
         arrangement = arrange(style, seconds, rng)
         audio = render(arrangement, synth, sample_rate, seconds)
         if style.effect is not None:
             audio = style.effect(audio, sample_rate, rng)
+        parameters = None
+        if reverb:
+            audio, parameters = room(audio, sample_rate, rng)
         if usable(audio):
             return Clip(name=f"{style.name}_{index:05d}", style=style.name, arrangement=arrangement,
-                        caption=describe(style.caption, arrangement), audio=normalise_peak(audio), seconds=seconds)
+                        caption=describe(style.caption, arrangement), audio=normalise_peak(audio), seconds=seconds,
+                        room=parameters)
     raise RuntimeError(f"clip {index} ({style.name}): no usable rendering in {MAX_ATTEMPTS} attempts")
 
 
 def make_chorale_clip(chorale: "Chorale", index: int, seed: int, seconds: float, sample_rate: int,
-                      synth: Synthesizer) -> Clip:
+                      synth: Synthesizer, reverb: bool = False) -> Clip:
     """Clip `index`: a Bach chorale on a drawn ensemble and tempo (see corpus/chorales.py; needs music21)."""
     from corpus.chorales import arrange_chorale  # music21 is needed only for chorales
 
-    arrangement, base_caption = arrange_chorale(chorale, seconds, np.random.default_rng([seed, index]))
+    rng = np.random.default_rng([seed, index])
+    arrangement, base_caption = arrange_chorale(chorale, seconds, rng)
     audio = render(arrangement, synth, sample_rate, seconds)
+    parameters = None
+    if reverb:
+        audio, parameters = room(audio, sample_rate, rng)
     if not usable(audio):
         raise RuntimeError(f"clip {index} (chorale {chorale.name}): unusable rendering")
     return Clip(name=f"bach_chorale_{index:05d}", style="bach_chorale", arrangement=arrangement,
-                caption=describe(base_caption, arrangement), audio=normalise_peak(audio), seconds=seconds)
+                caption=describe(base_caption, arrangement), audio=normalise_peak(audio), seconds=seconds,
+                room=parameters)
 
 
 def write_clip(clip: Clip, out_dir: Path, sample_rate: int) -> dict:
@@ -169,21 +184,22 @@ def write_clip(clip: Clip, out_dir: Path, sample_rate: int) -> dict:
 
 def build_corpus(out_dir: str | Path, count: int, seconds: float, seed: int, sample_rate: int = 32000,
                  soundfont: str | Path | None = None, styles: tuple[Style, ...] = STYLES, chorales: int = 0,
-                 progress: bool = True) -> list[dict]:
+                 progress: bool = True, reverb: bool = False) -> list[dict]:
     """Render `count` generated clips, then `chorales` Bach chorale clips (indices count, count + 1, ...), into
-    `out_dir` (created) and write manifest.jsonl; returns the manifest lines."""
+    `out_dir` (created) and write manifest.jsonl; returns the manifest lines. `reverb` puts each clip in a drawn
+    room (corpus.effects.room)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     synth = Synthesizer(sf_path=str(soundfont or default_soundfont()), sample_rate=synth_rate(sample_rate))
     records = []
     for index in tqdm(range(count), desc="clips", disable=not progress):
-        clip = make_clip(styles[index % len(styles)], index, seed, seconds, sample_rate, synth)
+        clip = make_clip(styles[index % len(styles)], index, seed, seconds, sample_rate, synth, reverb)
         records.append(write_clip(clip, out_dir, sample_rate))
     if chorales > 0:
         from corpus.chorales import pick_chorales  # music21 is needed only for chorales
 
         for j, chorale in enumerate(tqdm(pick_chorales(chorales, seed), desc="chorales", disable=not progress)):
-            clip = make_chorale_clip(chorale, count + j, seed, seconds, sample_rate, synth)
+            clip = make_chorale_clip(chorale, count + j, seed, seconds, sample_rate, synth, reverb)
             records.append(write_clip(clip, out_dir, sample_rate))
     with open(out_dir / "manifest.jsonl", "w") as f:
         f.writelines(json.dumps(record) + "\n" for record in records)
@@ -202,6 +218,8 @@ def main() -> None:
                         help="number of Bach chorale clips to add after --count (needs music21)")
     parser.add_argument("--styles", default=",".join(STYLES_BY_NAME),
                         help=f"comma-separated subset of: {', '.join(STYLES_BY_NAME)}")
+    parser.add_argument("--reverb", action="store_true",
+                        help="put each clip in a drawn room (RT60 0.2-1.6 s, recorded in its metadata)")
     args = parser.parse_args()
     unknown = [s for s in args.styles.split(",") if s not in STYLES_BY_NAME]
     if unknown:
@@ -209,12 +227,12 @@ def main() -> None:
     styles = tuple(STYLES_BY_NAME[s] for s in args.styles.split(","))
     settings = {"out_dir": str(args.out_dir), "count": args.count, "seconds": args.seconds, "seed": args.seed,
                 "sample_rate": args.sample_rate, "soundfont": str(args.soundfont or default_soundfont()),
-                "styles": [s.name for s in styles], "chorales": args.chorales}
+                "styles": [s.name for s in styles], "chorales": args.chorales, "reverb": args.reverb}
     print(json.dumps(settings, indent=2))
 
     start = time.perf_counter()
     records = build_corpus(args.out_dir, args.count, args.seconds, args.seed, args.sample_rate,
-                           settings["soundfont"], styles, args.chorales)
+                           settings["soundfont"], styles, args.chorales, reverb=args.reverb)
     elapsed = time.perf_counter() - start
     (args.out_dir / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     size = sum(f.stat().st_size for f in args.out_dir.iterdir() if f.is_file())

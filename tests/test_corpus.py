@@ -10,7 +10,7 @@ import torch
 from symusic import Score, Synthesizer
 
 from corpus.arrange import Arrangement, diatonic_chord
-from corpus.effects import lowpass
+from corpus.effects import lowpass, room
 from corpus.render import MAX_PITCH, build_corpus, default_soundfont, make_chorale_clip, make_clip, synth_rate
 from corpus.styles import STYLES, STYLES_BY_NAME, arrange, describe, instrument_names, tempo_word
 
@@ -156,3 +156,30 @@ def test_bach_chorale_clip(synth):
     assert "F# minor" in clip.caption and "no drums" in clip.caption and not clip.arrangement.has_drums
     assert len(clip.arrangement.parts) == 4 and TEMPO[0] <= clip.arrangement.tempo <= TEMPO[1]
     assert clip.audio.shape == (SECONDS * SAMPLE_RATE,) and np.sqrt(np.mean(clip.audio**2)) > 0.01
+
+
+def test_room_adds_a_decaying_tail_of_the_drawn_length():
+    rate = SAMPLE_RATE
+    click = np.zeros(3 * rate, dtype=np.float32)
+    click[rate // 10] = 1.0
+    wet, parameters = room(click, rate, np.random.default_rng(3))
+    assert wet.shape == click.shape and np.isfinite(wet).all()
+    assert set(parameters) == {"rt60", "wet", "pre_delay"} and 0.2 <= parameters["rt60"] <= 1.6
+    start = rate // 10 + round(parameters["pre_delay"] * rate)
+    tail = wet[start + 1:]
+    early = np.sqrt(np.mean(tail[: rate // 20] ** 2))  # the first 50 ms of the tail
+    at_rt60 = round(parameters["rt60"] * rate)
+    late = np.sqrt(np.mean(tail[at_rt60 - rate // 20: at_rt60] ** 2))  # 50 ms before RT60
+    assert 0.0 < late < early * 10 ** (-40 / 20)  # decayed by well over 40 dB (60 dB by the end)
+    assert np.abs(wet[: rate // 10]).max() < 1e-6  # nothing before the sound (FFT rounding aside)
+    again, same = room(click, rate, np.random.default_rng(3))
+    assert np.array_equal(again, wet) and same == parameters
+
+
+def test_reverb_clips_record_their_room_and_keep_their_caption(synth):
+    style = STYLES_BY_NAME["techno"]
+    dry = make_clip(style, 2, 0, SECONDS, SAMPLE_RATE, synth)
+    wet = make_clip(style, 2, 0, SECONDS, SAMPLE_RATE, synth, reverb=True)
+    assert wet.caption == dry.caption and wet.arrangement == dry.arrangement
+    assert "room" in wet.metadata() and "room" not in dry.metadata()
+    assert not np.allclose(wet.audio, dry.audio) and np.abs(wet.audio).max() == pytest.approx(0.9, abs=1e-3)
