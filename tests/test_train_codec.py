@@ -311,3 +311,49 @@ def test_checkpoints_are_written_atomically_and_read_weights_only(tmp_path):
     torch.save({"w": torch.ones(1)}, tmp_path / "plain.ckpt")
     with pytest.raises(ValueError, match="no saved settings"):
         read_checkpoint(tmp_path / "plain.ckpt")
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_codebooks_bit_for_bit(learned_run, tmp_path):
+    """`--init-from EXPORT --train decoder`: the GAN fine-tune that keeps an LM's tokens valid. The codebooks'
+    EMA updates and the quantizer's dropout must stay off through training and the validations between."""
+    settings, _, _ = learned_run
+    start = Path(settings.out) / "export"
+    tuned = replace(CodecTrainSettings(data=settings.data, out=str(tmp_path / "gan"), **{
+        k: v for k, v in TINY.items() if k not in ("sample_rate", "n_filters", "dimension", "ratios", "n_q", "bins",
+                                                    "lstm_layers")}),
+        valid_data=settings.data, init_from=str(start), train="decoder", max_steps=4, valid_every=2, lr=3e-3)
+    assert tuned.codec_config() == load_encodec(start).config
+    with pytest.warns(UserWarning, match="skipping unreadable audio file"):  # the fixture's broken.wav
+        train_codec(tuned)
+    before, after = load_encodec(start, inference=False), load_encodec(tmp_path / "gan" / "export", inference=False)
+    for part in ("encoder", "quantizer"):
+        ours, theirs = getattr(before, part).state_dict(), getattr(after, part).state_dict()
+        assert all(torch.equal(ours[name], theirs[name]) for name in ours), part
+    ours, theirs = before.decoder.state_dict(), after.decoder.state_dict()
+    assert any(not torch.equal(ours[name], theirs[name]) for name in ours)
+    history = read_checkpoint(tmp_path / "gan" / "checkpoints" / "last.ckpt")["history"]
+    assert all("adv" in e and "feat" in e for e in history["train"])  # the discriminator took part
+    assert [e["step"] for e in history["valid"]][:2] == [0, 2]
+
+
+def test_init_from_settings_are_checked(learned_run, tmp_path):
+    settings, _, _ = learned_run
+    start = str(Path(settings.out) / "export")
+    base = CodecTrainSettings(data=settings.data, out=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="fixes the codec's shape: drop --n-filters"):
+        replace(base, init_from=start, n_filters=8).check()
+    with pytest.raises(ValueError, match="--train decoder fine-tunes a trained codec's decoder: --init-from"):
+        replace(base, train="decoder").check()
+    with pytest.raises(ValueError, match="--train must be one of all, decoder"):
+        replace(base, init_from=start, train="encoder").check()
+
+
+def test_sampling_on_duration_draws_long_files_more_often(tmp_path):
+    for name, seconds in (("short", 0.5), ("long", 4.5)):
+        sf.write(tmp_path / f"{name}.wav", np.zeros(int(seconds * RATE), dtype=np.float32), RATE)
+    files = scan_audio_files(tmp_path).readable
+    torch.manual_seed(0)
+    for on_duration, expected in ((True, 0.9), (False, 0.5)):
+        dataset = AudioSegmentDataset(files, RATE, 1, 0.25, 1000, on_duration=on_duration)
+        picks = [dataset.files[dataset._pick(i)[0]].path.endswith("long.wav") for i in range(2000)]
+        assert abs(sum(picks) / len(picks) - expected) < 0.04

@@ -31,13 +31,15 @@ class AudioSegmentDataset(Dataset):
         num_examples: the dataset length (an "epoch"); random segments are drawn afresh each time.
         random_offsets: draw the file and the offset at random (training). When False, example i is the
             (i // F)-th consecutive segment of file i % F (validation), clamped to the file's end.
+        on_duration: draw files in proportion to their duration (random_offsets only); default uniformly.
     """
 
     def __init__(self, files: list[AudioFile], sample_rate: int, channels: int, segment_seconds: float,
-                 num_examples: int, random_offsets: bool = True):
+                 num_examples: int, random_offsets: bool = True, on_duration: bool = False):
         if not files:
             raise ValueError("no readable audio files")
         self.files, self.sample_rate, self.channels = list(files), sample_rate, channels
+        self.weights = torch.tensor([f.duration for f in self.files], dtype=torch.float64) if on_duration else None
         self.segment_seconds, self.num_examples, self.random_offsets = segment_seconds, num_examples, random_offsets
         self.failed: set[str] = set()  # files that passed the scan but failed to read (warned once each)
 
@@ -47,7 +49,10 @@ class AudioSegmentDataset(Dataset):
     def _pick(self, index: int) -> tuple[int, float]:
         """(file index, offset in seconds) of example `index`."""
         if self.random_offsets:
-            i = int(torch.randint(len(self.files), ()))
+            if self.weights is None:
+                i = int(torch.randint(len(self.files), ()))
+            else:
+                i = int(torch.multinomial(self.weights, 1))
             room = max(0.0, self.files[i].duration - self.segment_seconds)
             return i, float(torch.rand(())) * room
         i = index % len(self.files)
@@ -99,6 +104,6 @@ class CodecDataModule(TrainValidLoaders):
         segment = dict(sample_rate=config.sample_rate, channels=config.channels,
                        segment_seconds=settings.segment_seconds)
         self.train_set = AudioSegmentDataset(self.train_files, num_examples=settings.batch_size * BATCHES_PER_EPOCH,
-                                             **segment)
+                                             on_duration=settings.sample_on_duration, **segment)
         self.valid_set = AudioSegmentDataset(self.valid_files, num_examples=settings.valid_examples,
                                              random_offsets=False, **segment)

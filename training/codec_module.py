@@ -46,7 +46,7 @@ from encodec.losses import (
     si_snr_loss,
     waveform_l1_loss,
 )
-from training.codec_settings import CodecTrainSettings
+from training.codec_settings import CodecTrainSettings, starting_codec
 from training.plots import spectrogram_figure
 
 OPTIMIZER_STEPS_PER_BATCH = 2  # discriminator, then codec
@@ -89,6 +89,13 @@ class CodecTrainingModule(L.LightningModule):
         self.settings = settings
         config = settings.codec_config()
         self.codec = EncodecModel(config)
+        if settings.init_from:
+            self.codec.load_state_dict(starting_codec(settings.init_from).state_dict())
+        if settings.train == "decoder":
+            # Frozen parts are also kept in eval mode (see `on_train_batch_start`): no codebook EMA updates, no
+            # quantizer dropout, so the decoder always learns from the full set of codes an LM predicts.
+            for part in self.frozen_parts():
+                part.requires_grad_(False)
         n_ffts = settings.disc_n_ffts
         # LeakyReLU slope 0.3: audiocraft's solver config (the paper and the class default say 0.2).
         self.discriminator = MultiScaleSTFTDiscriminator(
@@ -103,6 +110,16 @@ class CodecTrainingModule(L.LightningModule):
         self._valid_sums = torch.zeros(len(VALID_METRICS) + 1)
         self._examples: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def frozen_parts(self) -> list[torch.nn.Module]:
+        """The codec's modules that `--train` keeps fixed."""
+        return [self.codec.encoder, self.codec.quantizer] if self.settings.train == "decoder" else []
+
+    def on_train_batch_start(self, batch: torch.Tensor, batch_idx: int) -> None:
+        # Here rather than in `train()`: Lightning also sets each submodule's mode back one by one after a
+        # validation, which would wake the frozen codebooks' EMA updates.
+        for part in self.frozen_parts():
+            part.eval()
+
     @property
     def codec_step(self) -> int:
         """Completed training steps (each one discriminator and one codec update)."""
@@ -115,7 +132,8 @@ class CodecTrainingModule(L.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         lr, betas = self.settings.lr, tuple(self.settings.betas)
-        return [torch.optim.Adam(self.codec.parameters(), lr=lr, betas=betas),
+        trained = [p for p in self.codec.parameters() if p.requires_grad]
+        return [torch.optim.Adam(trained, lr=lr, betas=betas),
                 torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)]
 
     # -----------------------------------------------------------------------------------------------------

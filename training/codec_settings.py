@@ -10,10 +10,11 @@ The published batch is 64 one-second segments; the default here is smaller so th
 """
 
 import argparse
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from encodec import EncodecConfig, get_preset
+from encodec import EncodecConfig, EncodecModel, get_preset, load_encodec
 from training.run_settings import (
     RunSettings,
     add_run_arguments,
@@ -25,6 +26,14 @@ from training.run_settings import (
 
 # The fields that override the preset's EncodecConfig when set (None keeps the preset's value).
 MODEL_OVERRIDES = ("sample_rate", "channels", "n_filters", "dimension", "n_q", "bins", "ratios", "lstm_layers")
+TRAINED_PARTS = ("all", "decoder")  # --train: what the codec's optimizer updates
+
+
+@functools.cache
+def starting_codec(source: str) -> EncodecModel:
+    """The codec `--init-from` names (any source `load_encodec` reads), in its training form (weight norm kept).
+    Cached: the settings ask for its config several times and the training module for its weights once."""
+    return load_encodec(source, inference=False)
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class CodecTrainSettings(RunSettings):
     valid_data: str | None = None  # a separate validation folder; default: hold out part of `data`
     valid_fraction: float = 0.1  # share of the files of `data` held out when there is no `valid_data`
     valid_examples: int = 32  # fixed validation segments
+    sample_on_duration: bool = False  # draw training files in proportion to their length (default: uniformly)
     segment_seconds: float = 1.0
     batch_size: int = 16
     num_workers: int = 2
@@ -49,6 +59,8 @@ class CodecTrainSettings(RunSettings):
     bins: int | None = None
     ratios: tuple[int, ...] | None = None
     lstm_layers: int | None = None
+    init_from: str | None = None  # start from this codec's weights and shape (an export, a MusicGen folder, ...)
+    train: str = "all"  # "decoder": the encoder and the codebooks stay frozen, so an LM's tokens stay valid
     disc_filters: int = 32
     disc_n_ffts: tuple[int, ...] = (1024, 2048, 512, 256, 128)  # hop n_fft / 4, window n_fft
     # losses: the first four go through the balancer, the commitment loss is added outside it
@@ -65,7 +77,9 @@ class CodecTrainSettings(RunSettings):
     out: str = "runs/codec"
 
     def codec_config(self) -> EncodecConfig:
-        """The preset's EncodecConfig with the overrides that are set."""
+        """The preset's EncodecConfig with the overrides that are set, or the config of the `--init-from` codec."""
+        if self.init_from:
+            return starting_codec(self.init_from).config
         overrides = {name: getattr(self, name) for name in MODEL_OVERRIDES if getattr(self, name) is not None}
         return get_preset(self.preset, **overrides)
 
@@ -85,6 +99,15 @@ class CodecTrainSettings(RunSettings):
         for folder in (self.data, self.valid_data):
             if folder and not Path(folder).is_dir():
                 raise ValueError(f"audio folder not found: {folder}")
+        if self.init_from:
+            given = [name for name in MODEL_OVERRIDES if getattr(self, name) is not None]
+            if given:
+                flags = ", ".join("--" + name.replace("_", "-") for name in given)
+                raise ValueError(f"--init-from {self.init_from} fixes the codec's shape: drop {flags}")
+        if self.train not in TRAINED_PARTS:
+            raise ValueError(f"--train must be one of {', '.join(TRAINED_PARTS)}, got {self.train!r}")
+        if self.train == "decoder" and not self.init_from:
+            raise ValueError("--train decoder fine-tunes a trained codec's decoder: --init-from names the codec")
         if sum(w for w in self.loss_weights.values() if w > 0) <= 0:
             raise ValueError("at least one of --l1-weight, --msspec-weight, --adv-weight, --feat-weight must be > 0")
         # The discriminator's STFTs are uncentred: a segment must hold one window of the largest one. The
@@ -112,6 +135,9 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR")
     add(data, "--valid-fraction", "share of --data held out for validation without --valid-data", type=float)
     add(data, "--valid-examples", "number of fixed validation segments", type=int)
+    add(data, "--sample-on-duration", "draw training files in proportion to their duration, so an hour-long track "
+        "counts as much as 360 ten-second clips (default: every file equally often)",
+        action=argparse.BooleanOptionalAction)
     add(data, "--segment-seconds", "length of each training segment", type=float)
     add(data, "--batch-size", "segments per batch and per device (published: 64)", type=int)
     add(data, "--num-workers", "data loader processes per device", type=int)
@@ -125,6 +151,10 @@ def add_codec_arguments(parser: argparse.ArgumentParser) -> None:
     add(model, "--bins", "codes per codebook V (default: the preset's)", type=int)
     add(model, "--ratios", "decoder up-sampling ratios, e.g. 8,5,4,4 (default: the preset's)", type=parse_ints)
     add(model, "--lstm-layers", "LSTM layers (default: the preset's)", type=int)
+    add(model, "--init-from", "start from this codec's weights and shape: an export folder (OUT/export), a MusicGen "
+        "folder or repo id (its codec), a checkpoint file; the shape flags above are then refused", metavar="CODEC")
+    add(model, "--train", "what to train: all, or decoder (encoder and codebooks frozen, so the tokens an LM was "
+        "trained on keep their meaning: a GAN fine-tune of the decoder)", choices=TRAINED_PARTS)
     add(model, "--disc-filters", "discriminator channels", type=int)
     add(model, "--disc-n-ffts", "discriminator STFT sizes, one per scale", type=parse_ints)
     losses = parser.add_argument_group("losses")
