@@ -16,12 +16,8 @@ of `--real-clips` recordings spread over the `--real` files. Each clip goes thro
 - each of those followed by the denoiser at every `--strengths`,
 - Opus at `--opus-kbps` (Debian opus-tools: opusenc --bitrate, opusdec --rate 32000), when opusenc is found;
   its resamplers' delay of a few samples is removed (see `align`).
-Measured against the original clip (mean over clips):
-- SI-SNR (dB, 5 s frames, higher is better) and log-mel L1 (log10 mel power, 64 bands from 64 Hz; the
-  codec training's metric, as in checkpoints/demo/evaluation.json; lower is better),
-- high-band L1: the same log-mel L1 over the mel bands centred above 4 kHz only,
-- high-band flatness: spectral flatness (geometric / arithmetic mean of the power) of the bins above 4 kHz,
-  per STFT frame, mean over frames within 60 dB of the loudest; about 0.56 for white noise, near 0 for tones.
+Measured against the original clip (mean over clips), with training/demo/codec_eval.py's measures: SI-SNR,
+log-mel L1, log-mel L1 above 4 kHz and spectral flatness above 4 kHz.
 Also the high-band flatness of clips the demo model generates, with and without the denoiser.
 Prints a table per clip set and writes OUT.json and OUT.png (the metrics as bars, and spectrograms of one
 real clip through each system).
@@ -37,102 +33,30 @@ import threads  # noqa: E402, I001  (before torch: the CPU thread policy)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 
-import soundfile  # noqa: E402
 import torch  # noqa: E402
 
 from encodec import EncodecModel  # noqa: E402
 from encodec.config import get_preset  # noqa: E402
-from encodec.losses import MelL1Loss, si_snr_loss  # noqa: E402
 from encodec.mel import mel_filter_bank  # noqa: E402
 from inference import MusicGen  # noqa: E402
 from inference.denoise import denoise  # noqa: E402
 from training.audio_files import probe_audio, read_segment  # noqa: E402
+from training.demo.codec_eval import METRICS, CodecMetrics, excerpts, flatness, opus, opus_available  # noqa: E402
 from training.demo.evaluate import PROMPTS, untrained_codec  # noqa: E402
 
 RATE = 32_000
-HIGH_HZ = 4000.0
-METRICS = ("si_snr", "mel", "high_band_mel", "high_band_flatness")
 
 
 def corpus_clips(folder: Path, seconds: float) -> dict[str, torch.Tensor]:
     return {p.stem: read_segment(probe_audio(p), 0.0, seconds, RATE, 1) for p in sorted(folder.glob("*.wav"))}
 
 
-def real_clips(files: list[Path], count: int, seconds: float) -> dict[str, torch.Tensor]:
-    """One excerpt from 40 % into each of `count` files taken evenly from the sorted list."""
-    files = sorted(files)
-    picked = [files[round(i * (len(files) - 1) / max(1, count - 1))] for i in range(min(count, len(files)))]
-    clips = {}
-    for path in dict.fromkeys(picked):
-        audio = probe_audio(path)
-        clips[path.stem] = read_segment(audio, 0.4 * max(0.0, audio.duration - seconds), seconds, RATE, 1)
-    return clips
-
-
 @torch.no_grad()
 def reconstruct(codec: EncodecModel, wav: torch.Tensor) -> torch.Tensor:
     """codec.decode(codec.encode(wav)) for wav [C, N], cut to N."""
     return codec.decode(codec.encode(wav[None]))[0, :, : wav.shape[-1]]  # [C, N]
-
-
-def opus(wav: torch.Tensor, kbps: float, folder: Path) -> torch.Tensor:
-    """wav [C, N] through opusenc --bitrate kbps and opusdec at 32 kHz (the decoder removes the pre-skip)."""
-    source, coded, decoded = folder / "in.wav", folder / "coded.opus", folder / "out.wav"
-    soundfile.write(source, wav.T.numpy(), RATE, subtype="PCM_24")
-    subprocess.run(["opusenc", "--quiet", "--bitrate", str(kbps), str(source), str(coded)], check=True)
-    subprocess.run(["opusdec", "--quiet", "--rate", str(RATE), "--float", str(coded), str(decoded)], check=True)
-    data, _ = soundfile.read(decoded, dtype="float32", always_2d=True)  # [n, C]
-    return align(torch.from_numpy(data.T.copy()), wav, max_lag=RATE // 100)  # [C, N]
-
-
-def align(estimate: torch.Tensor, reference: torch.Tensor, max_lag: int) -> torch.Tensor:
-    """estimate [C, N'] shifted by the lag (|lag| <= max_lag samples) that best correlates it with reference
-    [C, N], cut or zero-padded to N. Opus's resamplers (32 -> 48 -> 32 kHz) leave a delay of 2-3 samples that
-    opusdec's pre-skip does not remove; SI-SNR should measure the coding, not that latency."""
-    N = reference.shape[-1]
-    size = 2 * max(N, estimate.shape[-1])
-    spectra = torch.fft.rfft(reference.mean(0), size) * torch.fft.rfft(estimate.mean(0), size).conj()
-    correlation = torch.fft.irfft(spectra, size)  # [size]: correlation[k] = sum_n ref[n + k] est[n]
-    lags = torch.cat([correlation[: max_lag + 1], correlation[-max_lag:]])  # lags 0..max_lag, -max_lag..-1
-    lag = int(lags.argmax())
-    lag = lag if lag <= max_lag else lag - len(lags)  # the estimate runs `-lag` samples late when lag < 0
-    shifted = estimate[:, -lag:] if lag < 0 else torch.nn.functional.pad(estimate, (lag, 0))
-    shifted = shifted[:, :N]
-    return torch.nn.functional.pad(shifted, (0, N - shifted.shape[-1]))  # [C, N]
-
-
-class Metrics:
-    """The four measures of an estimate against its reference, both [C, N] at RATE."""
-
-    def __init__(self):
-        self.mel = MelL1Loss(RATE)
-        bank = mel_filter_bank(RATE, 1024, 64, 64.0)  # [M, F], MelL1Loss's bands
-        centres = bank.argmax(dim=1) * RATE / 1024  # [M] Hz
-        self.high = centres > HIGH_HZ
-
-    def __call__(self, estimate: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-        est, ref = estimate[None], reference[None]  # [1, C, N]
-        log_est, log_ref = self.mel.mel(est), self.mel.mel(ref)  # [1, C * M, T] log10 mel power
-        high = self.high.repeat(reference.shape[0])  # [C * M]
-        return {"si_snr": -float(si_snr_loss(est, ref, RATE)),
-                "mel": float((log_est - log_ref).abs().mean()),
-                "high_band_mel": float((log_est[:, high] - log_ref[:, high]).abs().mean()),
-                "high_band_flatness": flatness(estimate)}
-
-
-def flatness(wav: torch.Tensor, n_fft: int = 2048) -> float:
-    """Mean spectral flatness above HIGH_HZ of wav [C, N] (channel mean), over the frames within 60 dB of the
-    loudest and above -100 dB (0 when there are none)."""
-    spec = torch.stft(wav.mean(dim=0), n_fft, n_fft // 4, window=torch.hann_window(n_fft), return_complex=True)
-    power = spec.abs().pow(2)[torch.linspace(0, RATE / 2, n_fft // 2 + 1) > HIGH_HZ] + 1e-20  # [F_high, T]
-    per_frame = power.log().mean(dim=0).exp() / power.mean(dim=0)  # [T]
-    level = power.mean(dim=0)  # [T]
-    loud = (level > level.max() * 1e-6) & (level > 1e-10)  # not digital silence (whose flatness would be 1)
-    return float(per_frame[loud].mean()) if loud.any() else 0.0
 
 
 def systems(demo: EncodecModel, published: EncodecModel, strengths: list[float], kbps: float | None, tmp: Path):
@@ -150,11 +74,11 @@ def systems(demo: EncodecModel, published: EncodecModel, strengths: list[float],
         for s in strengths:
             out[f"{name} + denoise {s:g}"] = lambda w, n=name, c=codec, s=s: denoise(coded(n, c, w), RATE, s)
     if kbps is not None:
-        out[f"opus {kbps:g} kbps"] = lambda w: opus(w, kbps, tmp)
+        out[f"opus {kbps:g} kbps"] = lambda w: opus(w, kbps, tmp, RATE)
     return out
 
 
-def measure(sets: dict[str, dict[str, torch.Tensor]], coders: dict, metrics: Metrics):
+def measure(sets: dict[str, dict[str, torch.Tensor]], coders: dict, metrics: CodecMetrics):
     """({set: {system: {metric: mean over clips}}}, {system: (name, output) of the last set's first clip})."""
     table = {}
     for set_name, clips in sets.items():
@@ -175,9 +99,9 @@ def generated_flatness(mg: MusicGen, strengths: list[float], seeds: int, seconds
     """High-band flatness of clips the demo model generates for the two prompts of training.demo.evaluate
     (piano ballad, techno) over `seeds` seeds, as they come and after the denoiser at each strength."""
     clips = torch.cat([mg.generate(list(PROMPTS.values()), duration=seconds, seed=seed) for seed in range(seeds)])
-    result = {f"{len(clips)} clips": sum(flatness(w) for w in clips) / len(clips)}  # clips [B, C, N]
+    result = {f"{len(clips)} clips": sum(flatness(w, RATE) for w in clips) / len(clips)}  # clips [B, C, N]
     for s in strengths:
-        result[f"+ denoise {s:g}"] = sum(flatness(denoise(w, mg.sample_rate, s)) for w in clips) / len(clips)
+        result[f"+ denoise {s:g}"] = sum(flatness(denoise(w, mg.sample_rate, s), RATE) for w in clips) / len(clips)
     return result
 
 
@@ -242,7 +166,7 @@ def main() -> int:
 
     sets = {"corpus (seed 12345)": corpus_clips(args.corpus, args.seconds)}
     if args.real:
-        sets["real recordings"] = real_clips(args.real, args.real_clips, args.seconds)
+        sets["real recordings"] = excerpts(args.real, args.real_clips, args.seconds, RATE)
     counts = {name: len(clips) for name, clips in sets.items()}
     print("clips: " + "; ".join(f"{name}: {', '.join(clips)}" for name, clips in sets.items()))
     mg = MusicGen.from_pretrained(ROOT / "checkpoints" / "demo", device="cpu")
@@ -250,11 +174,11 @@ def main() -> int:
     mixed = [w for pair in zip(*(c.values() for c in sets.values()), strict=False) for w in pair]  # alternating sets
     everything = torch.stack(mixed)  # [B, 1, N]: the random codec's k-means sees its first 8, of both sets
     published = untrained_codec(EncodecModel(get_preset("encodec-32khz")), everything, seed=0)
-    kbps = args.opus_kbps if shutil.which("opusenc") and shutil.which("opusdec") else None
+    kbps = args.opus_kbps if opus_available() else None
     if kbps is None:
         print("opusenc/opusdec not found (Debian opus-tools): no Opus row")
     with tempfile.TemporaryDirectory() as tmp:
-        table, example = measure(sets, systems(demo, published, args.strengths, kbps, Path(tmp)), Metrics())
+        table, example = measure(sets, systems(demo, published, args.strengths, kbps, Path(tmp)), CodecMetrics(RATE))
     print_table(table, counts)
     generated = generated_flatness(mg, args.strengths, args.generated_seeds, args.seconds)
     print("\ngenerated by the demo model (" + ", ".join(f"{k} {v:.3f}" for k, v in generated.items()) + ")")

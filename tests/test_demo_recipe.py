@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from corpus.tones import write_synthetic_dataset
+from encodec import load_encodec
 from inference import MusicGen
 from training.demo import recipe
 from training.demo.audio_features import describe, low_band_share, onset_rate, spectral_centroid
@@ -34,22 +36,40 @@ def test_descriptors_of_known_signals():
 def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
     bundled = {p.name: p.stat().st_mtime_ns for p in recipe.BUNDLED.iterdir()}
     work = tmp_path / "work"
-    assert recipe.main(["--scale", "tiny", "--work", str(work)]) == 0
+    real, held_out = tmp_path / "real", tmp_path / "held_out"  # "recordings": synthetic tones, no captions
+    write_synthetic_dataset(real, count=2, seconds=1.0, sample_rate=16_000, seed=5)
+    write_synthetic_dataset(held_out, count=2, seconds=1.0, sample_rate=16_000, seed=6)
+    command = ["--scale", "tiny", "--work", str(work), "--real-music", str(real), "--held-out-music", str(held_out)]
+    assert recipe.main(command) == 0
     out = work / "model"  # by default the model stays in the run folder
     assert {"config.json", "model.safetensors", "MODEL_CARD.md", "evaluation.json", "evaluation.png",
-            "codec_training.png", "lm_training.png"} <= {p.name for p in out.iterdir()}
+            "codec_training.png", "codec_gan_training.png", "lm_training.png"} <= {p.name for p in out.iterdir()}
     report = json.loads((out / "evaluation.json").read_text())
-    assert set(report) >= {"codec", "lm", "prompts"}
+    assert set(report) >= {"codec", "codec_real", "lm", "prompts", "generated_high_band_flatness"}
     assert set(report["lm"]) == {"true_caption", "other_style_caption", "no_caption"}
+    assert report["codec_real"]["clips"] == ["synth_00000", "synth_00001"]
     card = (out / "MODEL_CARD.md").read_text()
-    assert "Trained 2 steps" in card and f"{report['codec']['trained']['si_snr']:.2f} dB" in card
+    assert "Trained 2 steps" in card and f"| this model's codec | {report['codec']['trained']['si_snr']:.2f} |" in card
+    assert "1 folders of real recordings: real (2 files" in card
+    # The model's codec: the fine-tuned decoder on the encoder and codebooks its LM was trained with.
+    base, tuned, shipped = (load_encodec(path) for path in  # weight norm folded: the weights themselves
+                            (work / "codec" / "export", work / "codec-gan" / "export", out))
+    for part in ("encoder", "quantizer"):
+        for name, tensor in getattr(base, part).state_dict().items():
+            torch.testing.assert_close(getattr(shipped, part).state_dict()[name], tensor, msg=name)
+    for name, tensor in tuned.decoder.state_dict().items():
+        torch.testing.assert_close(shipped.decoder.state_dict()[name], tensor, msg=name)
+    assert not all(torch.equal(base.decoder.state_dict()[name], tensor)
+                   for name, tensor in tuned.decoder.state_dict().items())
+    assert sorted(p.name for p in (work / "codec-data" / "train" / "real0").iterdir()) == [
+        "0000_synth_00000.wav", "0001_synth_00001.wav"]
     wav = MusicGen.from_pretrained(out, device="cpu").generate("Lo-fi funk", duration=0.5, seed=0)
     assert wav.shape == (1, 1, 4000)
 
     # Run again: every stage is found finished and skipped, the evaluation too; the model is left as it is.
     before = (out / "model.safetensors").read_bytes()
     capsys.readouterr()
-    assert recipe.main(["--scale", "tiny", "--work", str(work)]) == 0
+    assert recipe.main(command) == 0
     printed = capsys.readouterr().out
     assert "\n$ " not in printed, printed  # no command ran
     assert (out / "model.safetensors").read_bytes() == before

@@ -2,22 +2,27 @@
 
     python -m training.demo.evaluate checkpoints/demo --corpus runs/demo/corpus
 
-1. Codec: SI-SNR (dB, higher is better) and log-mel L1 distance (lower is better) of the reconstructions of
-   held-out clips, against the same codec untrained (random weights; its codebooks k-means-initialised on the
-   held-out latents, so that it quantizes something).
+1. Codec: SI-SNR (dB, higher is better), log-mel L1 distance (lower is better), the same above 4 kHz, and the
+   spectral flatness above 4 kHz (hiss) of the reconstructions of held-out clips (training/demo/codec_eval.py),
+   against the same codec untrained (random weights; its codebooks k-means-initialised on the held-out
+   latents, so that it quantizes something), the codec of the model `--before` names (the previous build) and
+   Opus at `--opus-kbps` when Debian's opus-tools are installed; with `--real FILE...`, the same on excerpts of
+   real recordings (one per file, up to `--real-clips`).
 2. LM: teacher-forced cross-entropy (nats per token, mean over codebooks) on held-out token windows, given the
    clip's own caption, a caption of another style, and no caption. Lower with the true caption = the text is used.
 3. Prompts: clips generated for contrasting prompts over several seeds, described by onset rate, spectral
    centroid and low-band energy share (training/audio_features.py), beside the same features of held-out
-   corpus clips of those styles.
+   corpus clips of those styles; and their high-band flatness, beside the corpus clips' and the
+   reconstructions'.
 
-Writes OUT/evaluation.json and OUT/evaluation.png (the features per prompt, and a spectrogram of one clip
-each); prints a summary table.
+Writes OUT/evaluation.json and OUT/evaluation.png (the features per prompt, the high-band flatness, and
+spectrograms of a generated and a held-out corpus clip per prompt); prints a summary table.
 """
 
 import argparse
 import json
 import sys
+import tempfile
 import textwrap
 from collections import defaultdict
 from pathlib import Path
@@ -26,12 +31,13 @@ import torch
 from tqdm import tqdm
 
 from encodec import EncodecModel
-from encodec.losses import MelL1Loss, si_snr_loss
+from encodec.loading import load_encodec
 from inference import MusicGen
 from lm.losses import delayed_cross_entropy, teacher_forcing_inputs
 from training.audio_files import AudioFile, probe_audio, read_segment, split_files
 from training.captions import read_captioned
 from training.demo.audio_features import describe
+from training.demo.codec_eval import CodecMetrics, excerpts, flatness, opus, opus_available
 
 # Two contrasting captions from the corpus (corpus/styles.py), and the style each was written for.
 PROMPTS = {"piano_ballad": "Slow solo piano ballad",
@@ -54,15 +60,24 @@ def held_out_clips(corpus: Path, valid_fraction: float = 0.1, seed: int = 0) -> 
 
 
 @torch.no_grad()
-def codec_metrics(codec: EncodecModel, wavs: torch.Tensor, batch_size: int = 8) -> dict[str, float]:
-    """Mean SI-SNR (5 s frames) and mel distance of codec(wavs) against wavs [B, C, N]."""
-    mel_distance = MelL1Loss(codec.sample_rate)
-    si_snr, mel = [], []
-    for x in wavs.split(batch_size):
-        y = codec.decode(codec.encode(x))[..., : x.shape[-1]]
-        si_snr.append(-si_snr_loss(y, x, codec.sample_rate) * len(x))
-        mel.append(mel_distance(y, x) * len(x))
-    return {"si_snr": float(sum(si_snr) / len(wavs)), "mel": float(sum(mel) / len(wavs))}
+def reconstructions(codec: EncodecModel, wavs: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    """codec.decode(codec.encode(wavs)) for wavs [B, C, N], cut to N."""
+    return torch.cat([codec.decode(codec.encode(x))[..., : x.shape[-1]] for x in wavs.split(batch_size)])
+
+
+def codec_comparison(wavs: torch.Tensor, codecs: dict[str, EncodecModel], opus_kbps: float | None,
+                     sample_rate: int) -> dict[str, dict[str, float]]:
+    """{system: mean measures (CodecMetrics)} of each codec's reconstructions of wavs [B, C, N], and of Opus at
+    `opus_kbps` (None: no Opus row); "original" holds the clips' own high-band flatness."""
+    metrics = CodecMetrics(sample_rate)
+    table = {"original": {"high_band_flatness": sum(flatness(w, sample_rate) for w in wavs) / len(wavs)}}
+    for name, codec in codecs.items():
+        table[name] = metrics.mean(zip(reconstructions(codec, wavs), wavs, strict=True))
+    if opus_kbps is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            coded = [opus(w, opus_kbps, Path(tmp), sample_rate) for w in wavs]
+        table[f"opus_{opus_kbps:g}kbps"] = metrics.mean(zip(coded, wavs, strict=True))
+    return table
 
 
 def untrained_codec(trained: EncodecModel, wavs: torch.Tensor, seed: int = 0) -> EncodecModel:
@@ -95,12 +110,14 @@ def lm_losses(mg: MusicGen, codes: torch.Tensor, captions: list[str], other_capt
 
 
 def prompt_features(mg: MusicGen, seeds: list[int], duration: float) -> tuple[dict, dict]:
-    """({style: [features per seed]}, {style: one generated clip [C, N]}) for the PROMPTS."""
+    """({style: [features per seed]}, {style: one generated clip [C, N]}) for the PROMPTS; the features include
+    the high-band flatness."""
     features, examples = defaultdict(list), {}
     for seed in tqdm(seeds, desc="generating", unit="seed"):
         wav = mg.generate(list(PROMPTS.values()), duration=duration, seed=seed, **SAMPLING)  # [2, C, N]
         for style, clip in zip(PROMPTS, wav, strict=True):
-            features[style].append(describe(clip, mg.sample_rate))
+            features[style].append(describe(clip, mg.sample_rate)
+                                   | {"high_band_flatness": flatness(clip, mg.sample_rate)})
             examples.setdefault(style, clip)
     return dict(features), examples
 
@@ -113,15 +130,15 @@ def summarize(values: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def plot(path: Path, generated: dict, reference: dict, examples: dict, sample_rate: int) -> None:
+def plot(path: Path, report: dict, generated: dict, reference: dict, examples: dict, sample_rate: int) -> None:
     from matplotlib.figure import Figure
 
     from encodec.mel import mel_filter_bank
 
-    fig = Figure(figsize=(15, 7))
-    axes = fig.subplots(2, 3)
+    fig = Figure(figsize=(19, 8))
+    axes = fig.subplots(2, 4)
     colors = {"piano_ballad": "tab:blue", "techno": "tab:red"}
-    for ax, name in zip(axes[0], FEATURES, strict=True):
+    for ax, name in zip(axes[0], FEATURES, strict=False):
         for i, style in enumerate(PROMPTS):
             for j, (source, label) in enumerate(((generated, "generated"), (reference, "corpus"))):
                 values = [v[name] for v in source.get(style, [])]
@@ -131,25 +148,40 @@ def plot(path: Path, generated: dict, reference: dict, examples: dict, sample_ra
         ax.set_xticks([0, 1, 2, 3], ["piano\ngenerated", "piano\ncorpus", "techno\ngenerated", "techno\ncorpus"])
         ax.set_title(name.replace("_", " "))
         ax.grid(alpha=0.3)
+    bars = {"generated": report["generated_high_band_flatness"]}
+    for key, label in (("codec", "corpus"), ("codec_real", "real")):
+        for system, values in report.get(key, {}).items():
+            if isinstance(values, dict) and system != "untrained":
+                bars[f"{label}: {system}"] = values["high_band_flatness"]
+    ax = axes[0, 3]
+    ax.barh(list(bars), list(bars.values()), color="tab:gray")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize="small")
+    ax.set_title("flatness above 4 kHz (hiss; noise: 0.56)")
+    ax.grid(alpha=0.3, axis="x")
     n_fft, hop = 2048, 512
-    for ax, style in zip(axes[1], PROMPTS, strict=False):
-        clip = examples[style].float().mean(dim=0)
+    shown = [name for style in PROMPTS for name in (style, f"{style} (held-out corpus clip)") if name in examples]
+    for ax, name in zip(axes[1], shown, strict=False):
+        clip = examples[name].float().mean(dim=0)
         spec = torch.stft(clip, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs().pow(2)
-        mel = (mel_filter_bank(sample_rate, n_fft, 96) @ spec).clamp(min=1e-10).log10()
-        ax.imshow((10 * mel).numpy(), origin="lower", aspect="auto", cmap="magma")
+        mel = 10 * (mel_filter_bank(sample_rate, n_fft, 96) @ spec).clamp(min=1e-10).log10()
+        ax.imshow(mel.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=float(mel.max()) - 80)
         ax.set(xlabel="frame", ylabel="mel band")
-        ax.set_title(textwrap.fill(f'"{PROMPTS[style]}" (seed 0)', 60), fontsize="medium")
-    axes[1, 2].axis("off")
+        title = f'generated: "{PROMPTS[name]}" (seed 0)' if name in PROMPTS else name
+        ax.set_title(textwrap.fill(title, 50), fontsize="medium")
+    for ax in axes[1, len(shown):]:
+        ax.axis("off")
     fig.suptitle("demo model: the prompt changes the music (dots: generated, crosses: held-out corpus clips)")
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    fig.savefig(tmp, dpi=80)
     tmp.replace(path)
 
 
 def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, clips: int = 40,
-             valid_fraction: float = 0.1) -> tuple[dict, dict, dict, dict]:
-    """(report, generated features, corpus features, one generated clip per style); see the module doc."""
+             valid_fraction: float = 0.1, before: Path | None = None, real: list[Path] = (), real_clips: int = 8,
+             opus_kbps: float = 6.0) -> tuple[dict, dict, dict, dict]:
+    """(report, generated features, corpus features, example clips {name: [C, N]}); see the module doc."""
     torch.manual_seed(0)
     mg = MusicGen.from_pretrained(model, device="cpu")
     held_out = held_out_clips(corpus, valid_fraction)[:clips]
@@ -160,8 +192,23 @@ def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, c
     report = {"model": str(model), "corpus": str(corpus), "held_out_clips": len(held_out), "seconds": seconds,
               "sample_rate": rate}
 
-    report["codec"] = {"trained": codec_metrics(mg.codec, wavs),
-                       "untrained": codec_metrics(untrained_codec(mg.codec, wavs), wavs)}
+    codecs = {"trained": mg.codec, "untrained": untrained_codec(mg.codec, wavs)}
+    if before is not None:
+        codecs["before"] = load_encodec(before)
+        if (codecs["before"].sample_rate, codecs["before"].channels) != (rate, channels):
+            raise ValueError(f"--before {before}: its codec runs at {codecs['before'].sample_rate} Hz with "
+                             f"{codecs['before'].channels} channels, this model's at {rate} Hz with {channels}")
+    kbps = opus_kbps if opus_available() else None
+    if kbps is None:
+        print("opusenc/opusdec not found (Debian opus-tools): no Opus row")
+    report["codec"] = codec_comparison(wavs, codecs, kbps, rate)
+    if real:
+        recordings = excerpts(real, real_clips, seconds, rate)
+        print(f"{len(recordings)} excerpts of real recordings: {', '.join(recordings)}")
+        real_wavs = torch.stack(list(recordings.values())).expand(-1, channels, -1)  # [B, C, N]
+        codecs.pop("untrained")
+        report["codec_real"] = {"clips": list(recordings), **codec_comparison(real_wavs, codecs, kbps, rate)}
+    report["codec_before"] = str(before) if before is not None else None
     codes = torch.cat([mg.codec.encode(x) for x in wavs.split(8)])  # [B, K, T]
     captions = [caption for _, caption, _ in held_out]
     styles = [style for _, _, style in held_out]
@@ -176,6 +223,12 @@ def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, c
                                  "corpus": summarize(reference[style]) if reference[style] else None,
                                  "per_seed": generated[style]} for style in PROMPTS}
     report["generation"] = {"seeds": seeds, "duration": duration, **SAMPLING}
+    every = [f["high_band_flatness"] for style in PROMPTS for f in generated[style]]
+    report["generated_high_band_flatness"] = sum(every) / len(every)
+    for style in PROMPTS:
+        corpus_clip = next((w for w, s in zip(wavs, styles, strict=True) if s == style), None)
+        if corpus_clip is not None:
+            examples[f"{style} (held-out corpus clip)"] = corpus_clip
     return report, generated, reference, examples
 
 
@@ -187,9 +240,16 @@ def _probe(path: Path) -> AudioFile:
 
 
 def print_summary(report: dict) -> None:
-    codec = report["codec"]
-    print(f"codec  SI-SNR {codec['trained']['si_snr']:6.2f} dB (untrained {codec['untrained']['si_snr']:6.2f})   "
-          f"mel L1 {codec['trained']['mel']:.3f} (untrained {codec['untrained']['mel']:.3f})")
+    for key, label in (("codec", "held-out corpus clips"), ("codec_real", "real recordings")):
+        if key not in report:
+            continue
+        print(f"codec on {label}: {'SI-SNR dB':>9} {'mel L1':>7} {'>4k L1':>7} {'>4k flat':>8}")
+        for system, m in report[key].items():
+            if isinstance(m, dict):
+                cells = [f"{m[k]:{w}.{d}f}" if k in m else f"{'-':>{w}}" for k, w, d in
+                         (("si_snr", 9, 2), ("mel", 7, 3), ("high_band_mel", 7, 3), ("high_band_flatness", 8, 3))]
+                print(f"  {system:<20} " + " ".join(cells))
+    print(f"generated clips: high-band flatness {report['generated_high_band_flatness']:.3f}")
     print("LM     loss " + "   ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["lm"].items()))
     for style, entry in report["prompts"].items():
         row = "   ".join(f"{k} {v['mean']:.3g} [{v['min']:.3g}, {v['max']:.3g}]" for k, v in entry["generated"].items())
@@ -209,17 +269,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--clips", type=int, default=40, help="held-out clips to measure (at most)")
     parser.add_argument("--valid-fraction", type=float, default=0.1, help="the training runs' --valid-fraction")
+    parser.add_argument("--before", type=Path, help="a previous model (or codec) whose codec is measured beside")
+    parser.add_argument("--real", type=Path, nargs="+", default=[], metavar="FILE",
+                        help="real recordings the codec never saw (any format soundfile reads)")
+    parser.add_argument("--real-clips", type=int, default=8, help="excerpts taken from --real (one per file)")
+    parser.add_argument("--opus-kbps", type=float, default=6.0, help="Opus's bitrate, for comparison")
     args = parser.parse_args(argv)
     out = args.out or args.model
     print(f"settings: model={args.model} corpus={args.corpus} out={out} seeds={args.seeds} "
-          f"duration={args.duration} clips={args.clips} valid_fraction={args.valid_fraction}")
+          f"duration={args.duration} clips={args.clips} valid_fraction={args.valid_fraction} before={args.before} "
+          f"real={len(args.real)} files real_clips={args.real_clips} opus_kbps={args.opus_kbps}")
     report, generated, reference, examples = evaluate(args.model, args.corpus, args.seeds, args.duration,
-                                                      args.clips, args.valid_fraction)
+                                                      args.clips, args.valid_fraction, args.before, args.real,
+                                                      args.real_clips, args.opus_kbps)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "evaluation.json.tmp"
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(out / "evaluation.json")
-    plot(out / "evaluation.png", generated, reference, examples, report["sample_rate"])
+    plot(out / "evaluation.png", report, generated, reference, examples, report["sample_rate"])
     print_summary(report)
     print(f"wrote {out / 'evaluation.json'} and {out / 'evaluation.png'}")
     return 0
