@@ -1,6 +1,7 @@
 """What `--denoise` (inference/denoise.py) does to codec reconstructions, next to Opus at 6 kbps.
 
-    python -m corpus data/heldout/corpus --count 8 --seconds 8 --seed 12345     # not the demo corpus (seed 0)
+    python -m corpus data/heldout/corpus --count 8 --seconds 8 --seed 12345 --reverb \\
+        --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2                        # not the demo corpus (seed 0)
     (cd data/heldout && apt-get download singularity-music frozen-bubble-data && for d in *.deb; do dpkg -x $d x; done)
     python bench/denoise.py --corpus data/heldout/corpus --out docs/denoise_eval --real-clips 8 \\
         --real data/heldout/x/usr/share/games/singularity/music/*.ogg \\

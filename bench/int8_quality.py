@@ -34,15 +34,18 @@ from lm.losses import delayed_cross_entropy, teacher_forcing_inputs  # noqa: E40
 from lm.model import MusicGenLM  # noqa: E402
 from lm.patterns import revert_delay_logits  # noqa: E402
 from lm.sampling import SamplingParams, classifier_free_guidance  # noqa: E402
+from training.demo.recipe import FLUID_R3  # noqa: E402
 
 VARIANTS = {"float32": lambda lm: lm, "bfloat16": lambda lm: prepare_for_inference(copy.deepcopy(lm), torch.bfloat16),
             "int8": lambda lm: quantize_int8(copy.deepcopy(lm))}
 
 
-def held_out(mg: MusicGen, clips: int, seconds: float, seed: int) -> tuple[torch.Tensor, list[str]]:
+def held_out(mg: MusicGen, clips: int, seconds: float, seed: int, soundfont: str, reverb: bool
+             ) -> tuple[torch.Tensor, list[str]]:
     """Codes [B, K, T] and captions of `clips` rendered corpus clips (one per style, cycling)."""
-    synth = Synthesizer(sf_path=str(default_soundfont()), sample_rate=max(32000, mg.sample_rate))
-    rendered = [make_clip(STYLES[i % len(STYLES)], i, seed, seconds, mg.sample_rate, synth) for i in range(clips)]
+    synth = Synthesizer(sf_path=soundfont, sample_rate=max(32000, mg.sample_rate))
+    rendered = [make_clip(STYLES[i % len(STYLES)], i, seed, seconds, mg.sample_rate, synth, reverb)
+                for i in range(clips)]
     wav = torch.stack([torch.as_tensor(c.audio, dtype=torch.float32)[None] for c in rendered])  # [B, 1, N]
     with torch.no_grad():
         codes = mg.codec.encode(wav)  # [B, K, T]
@@ -69,6 +72,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=12345, help="corpus seed (the demo trained on seed 0)")
+    parser.add_argument("--soundfont", default=str(FLUID_R3) if FLUID_R3.is_file() else str(default_soundfont()),
+                        help="the corpus's SoundFont (default: FluidR3_GM when installed, as the demo's corpus)")
+    parser.add_argument("--reverb", action=argparse.BooleanOptionalAction, default=True,
+                        help="clips in drawn rooms, as the demo's corpus")
     parser.add_argument("--cfg", type=float, default=3.0)
     parser.add_argument("--greedy-seconds", type=float, default=2.0)
     args = parser.parse_args()
@@ -76,7 +83,7 @@ def main() -> None:
           f"{torch.backends.cpu.get_cpu_capability()}, threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     mg = MusicGen.from_pretrained(args.model, device="cpu")
-    codes, captions = held_out(mg, args.clips, args.seconds, args.seed)
+    codes, captions = held_out(mg, args.clips, args.seconds, args.seed, args.soundfont, args.reverb)
     models = {name: make(mg.lm) for name, make in VARIANTS.items()}
     results = {name: teacher_forced(lm, mg, codes, captions, args.cfg) for name, lm in models.items()}
     reference = results["float32"]
