@@ -3,6 +3,7 @@ descriptors its evaluation uses, on signals whose answer is known."""
 
 import json
 import math
+import subprocess
 
 import pytest
 import torch
@@ -84,3 +85,13 @@ def test_only_install_writes_the_bundled_model():
     for refused in (["--install", "--scale", "tiny"], ["--install", "--out", "x"]):
         with pytest.raises(SystemExit):
             recipe.parse_arguments(refused)
+
+
+def test_a_stopped_stage_ends_the_build_in_one_line(monkeypatch, tmp_path, capsys):
+    def stopped(command):  # as when a training stage gets SIGTERM: it saves its checkpoint and exits 143
+        raise subprocess.CalledProcessError(143, command)
+
+    monkeypatch.setattr(recipe, "run", stopped)
+    assert recipe.main(["--scale", "tiny", "--work", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: a stage stopped (exit status 143); the same command continues where it stopped\n"

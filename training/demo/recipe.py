@@ -464,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"settings: scale={args.scale} work={args.work} out={args.out} seed={args.seed} "
           f"real_music={[str(d) for d in args.real_music]} held_out_music={[str(p) for p in args.held_out_music]}"
           f"\nrecipe: {recipe}")
-    out = build(recipe, args.work, args.out, args.seed, args.real_music, args.held_out_music)
+    try:
+        out = build(recipe, args.work, args.out, args.seed, args.real_music, args.held_out_music)
+    except (subprocess.CalledProcessError, RuntimeError) as err:  # a stage failed or was stopped: it said why
+        reason = f"exit status {err.returncode}" if isinstance(err, subprocess.CalledProcessError) else err
+        print(f"error: a stage stopped ({reason}); the same command continues where it stopped", file=sys.stderr)
+        return 1
     print(f"\nthe demo model is in {out}: python generate.py \"Lo-fi funk\" --model {out} --duration 8")
     return 0
