@@ -11,7 +11,7 @@ import torch
 from corpus.tones import write_synthetic_dataset
 from encodec import load_encodec
 from inference import MusicGen
-from training.demo import recipe
+from training.demo import evaluate, recipe
 from training.demo.audio_features import describe, low_band_share, onset_rate, spectral_centroid
 
 RATE = 32_000
@@ -66,6 +66,12 @@ def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
         "0000_synth_00000.wav", "0001_synth_00001.wav"]
     wav = MusicGen.from_pretrained(out, device="cpu").generate("Lo-fi funk", duration=0.5, seed=0)
     assert wav.shape == (1, 1, 4000)
+
+    # Measured against itself as the "previous" model: same tokens, so the LM losses are compared too.
+    assert evaluate.main([str(out), "--corpus", str(work / "corpus"), "--seeds", "1", "--duration", "0.5",
+                          "--valid-fraction", "0.34", "--before", str(out), "--out", str(tmp_path / "self")]) == 0
+    again = json.loads((tmp_path / "self" / "evaluation.json").read_text())
+    assert again["lm_before"] == again["lm"] and again["codec"]["before"] == again["codec"]["trained"]
 
     # Run again: every stage is found finished and skipped, the evaluation too; the model is left as it is.
     before = (out / "model.safetensors").read_bytes()

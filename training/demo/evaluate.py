@@ -80,6 +80,18 @@ def codec_comparison(wavs: torch.Tensor, codecs: dict[str, EncodecModel], opus_k
     return table
 
 
+def same_tokens(a: EncodecModel, b: EncodecModel) -> bool:
+    """Whether two codecs turn audio into the same tokens: the same encoder and codebook tensors, up to the
+    rounding of storing folded weight norm (a few float32 ulps)."""
+    for part in ("encoder", "quantizer"):
+        ours, theirs = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        if ours.keys() != theirs.keys() or not all(
+                ours[k].shape == theirs[k].shape and torch.allclose(ours[k], theirs[k], rtol=1e-5, atol=1e-7)
+                for k in ours):
+            return False
+    return True
+
+
 def untrained_codec(trained: EncodecModel, wavs: torch.Tensor, seed: int = 0) -> EncodecModel:
     """The trained codec's architecture with fresh random weights, codebooks fitted to the latents of (the first
     8 clips of) `wavs` [B, C, N]."""
@@ -215,6 +227,10 @@ def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, c
     others = [next((c for c, s in zip(captions[i:] + captions[:i], styles[i:] + styles[:i], strict=True)
                     if s != styles[i]), "") for i in range(len(captions))]  # the next clip of another style
     report["lm"] = lm_losses(mg, codes, captions, others)
+    report["lm_before"] = None
+    if before is not None and (Path(before) / "config.json").is_file() and same_tokens(codecs["before"], mg.codec):
+        # The previous model's LM read tokens of the same encoder and codebooks: its loss on these is comparable.
+        report["lm_before"] = lm_losses(MusicGen.from_pretrained(before, device="cpu"), codes, captions, others)
 
     generated, examples = prompt_features(mg, list(range(seeds)), duration)
     reference = {style: [describe(w, rate) for w, s in zip(wavs, styles, strict=True) if s == style]
@@ -251,6 +267,8 @@ def print_summary(report: dict) -> None:
                 print(f"  {system:<20} " + " ".join(cells))
     print(f"generated clips: high-band flatness {report['generated_high_band_flatness']:.3f}")
     print("LM     loss " + "   ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["lm"].items()))
+    if report.get("lm_before"):
+        print("before loss " + "   ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["lm_before"].items()))
     for style, entry in report["prompts"].items():
         row = "   ".join(f"{k} {v['mean']:.3g} [{v['min']:.3g}, {v['max']:.3g}]" for k, v in entry["generated"].items())
         print(f"{style:<13} {row}")

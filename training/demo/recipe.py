@@ -361,6 +361,10 @@ def model_card(recipe: Recipe, work: Path, out: Path) -> str:
                  f"{', '.join(Path(d).name for d in real)} ({build.get('real_music_files', '?')} files, "
                  f"{build.get('real_music_minutes', 0):.0f} min; no captions needed)." if real else
                  "No real recordings were given (--real-music).")
+    before = report.get("lm_before")
+    lm_before = (f"\n  The previous bundled LM, which reads the same tokens, on the same clips: "
+                 f"{before['true_caption']:.3f}, {before['other_style_caption']:.3f} and {before['no_caption']:.3f}."
+                 if before else "")
     real_section = ""
     if "codec_real" in report:
         real_section = (f"\n\nOn {len(report['codec_real']['clips'])} excerpts of {report['seconds']:g} s of real "
@@ -406,7 +410,7 @@ Clips the model generates have a flatness above 4 kHz of {report.get('generated_
   {lm_loss.get('first_step')} -> {lm_loss.get('last', nan):.3f} at step {lm_loss.get('last_step')}; accuracy per
   codebook at the end: {accuracies or '?'}.
   On held-out clips with their own caption {report['lm']['true_caption']:.3f}, with a caption of another style
-  {report['lm']['other_style_caption']:.3f}, with no caption {report['lm']['no_caption']:.3f}.
+  {report['lm']['other_style_caption']:.3f}, with no caption {report['lm']['no_caption']:.3f}.{lm_before}
 - The prompt changes the music ({report['generation']['seeds']} seeds x {report['generation']['duration']:g} s,
   top-k {report['generation']['top_k']}, CFG {report['generation']['cfg_coef']:g}; mean and range;
   evaluation.png):
