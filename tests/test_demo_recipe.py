@@ -51,7 +51,7 @@ def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
     assert report["codec_real"]["clips"] == ["synth_00000", "synth_00001"]
     card = (out / "MODEL_CARD.md").read_text()
     assert "Trained 2 steps" in card and f"| this model's codec | {report['codec']['trained']['si_snr']:.2f} |" in card
-    assert "1 folders of real recordings: real (2 files" in card
+    assert "(no captions needed): 1 folders, real (2 files" in card
     # The model's codec: the fine-tuned decoder on the encoder and codebooks its LM was trained with.
     base, tuned, shipped = (load_encodec(path) for path in  # weight norm folded: the weights themselves
                             (work / "codec" / "export", work / "codec-gan" / "export", out))

@@ -188,7 +188,7 @@ def codec_data(corpus: Path, real_music: list[Path], folder: Path, seed: int, va
             (folder / "train" / f"real{i}" / f"{j:04d}_{path.name}").symlink_to(path.resolve())
             audio = probe_audio(path)
             seconds += audio.duration if audio is not None else 0.0
-    record = {"real_music": [_shown(d) for d in real_music],
+    record = {"real_music": [str(d) for d in real_music],
               "real_music_files": sum(1 for _ in folder.glob("train/real*/*")), "real_music_minutes": seconds / 60}
     (folder.parent / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     return folder / "train", folder / "valid"
@@ -357,10 +357,10 @@ def model_card(recipe: Recipe, work: Path, out: Path) -> str:
     soundfont = Path(corpus_settings.get("soundfont", "TimGM6mb.sf2")).name
     chorales = corpus_settings.get("chorales", 0)
     real = build.get("real_music", [])
-    real_line = (f"The codec's decoder also learned from {len(real)} folders of real recordings: "
+    real_line = (f"real recordings for the codec's decoder (no captions needed): {len(real)} folders, "
                  f"{', '.join(Path(d).name for d in real)} ({build.get('real_music_files', '?')} files, "
-                 f"{build.get('real_music_minutes', 0):.0f} min; no captions needed)." if real else
-                 "No real recordings were given (--real-music).")
+                 f"{build.get('real_music_minutes', 0):.0f} min)" if real else
+                 "no real recordings (--real-music)")
     before = report.get("lm_before")
     lm_before = (f"\n  The previous bundled LM, which reads the same tokens, on the same clips: "
                  f"{before['true_caption']:.3f}, {before['other_style_caption']:.3f} and {before['no_caption']:.3f}."
@@ -376,12 +376,14 @@ A toy MusicGen that ships with the project so that `python generate.py "Lo-fi fu
 in seconds on a CPU. Rebuilt by `python -m training.demo --install` ({size:.1f} MiB of weights).
 
 ## Data
-{corpus_settings.get('count', recipe.clips)} clips of {recipe.clip_seconds:g} s at {recipe.sample_rate} Hz rendered
-offline from generated MIDI arrangements in 10 styles (80s pop, 90s rock, techno, lo-fi funk, country, jazz, piano
-ballad, ambient, orchestral, bossa nova){f", and {chorales} Bach chorale excerpts" if chorales else ""}, with the
-{soundfont} General MIDI SoundFont{", each in a drawn room (reverb, RT60 0.2-1.6 s)" if corpus_settings.get("reverb")
-else ""} (corpus/render.py, seed 0). Each caption states the style, tempo, key, instruments and whether there are
-drums. 10% of the clips are held out (the same ones for the codec and the LM). {real_line}
+- {corpus_settings.get('count', recipe.clips)} clips of {recipe.clip_seconds:g} s at {recipe.sample_rate} Hz rendered offline from generated MIDI
+  arrangements in 10 styles (80s pop, 90s rock, techno, lo-fi funk, country, jazz, piano ballad, ambient,
+  orchestral, bossa nova){f", and {chorales} Bach chorale excerpts" if chorales else ""};
+- rendered with the {soundfont} General MIDI SoundFont{", each in a drawn room (reverb, RT60 0.2-1.6 s)"
+  if corpus_settings.get("reverb") else ""} (corpus/render.py, seed 0);
+- each caption states the style, tempo, key, instruments and whether there are drums;
+- 10% of the clips are held out (the same ones for the codec and the LM);
+- {real_line}.
 
 ## Model
 - **Codec**: EnCodec, {codec['sampling_rate']} Hz mono, {codec['num_filters']} filters, latent
@@ -424,7 +426,8 @@ Training curves: codec_training.png, codec_gan_training.png, lm_training.png. Re
 
 ## Limits
 A toy. It knows only the corpus's synthetic styles and General MIDI timbres, at low fidelity (a small codec at
-about 2 kbps, trained for about two hours on a CPU); words outside the captions' vocabulary mean nothing to it,
+about 2 kbps, trained for about two hours on a CPU, which rebuilds the spectrum far better than the waveform: see
+SI-SNR above); words outside the captions' vocabulary mean nothing to it,
 and it was trained on {config.get('max_duration', '?')} s windows (longer pieces are generated in sliding
 windows). Use the published models for real music.
 """
