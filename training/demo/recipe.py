@@ -355,6 +355,7 @@ def model_card(recipe: Recipe, work: Path, out: Path) -> str:
                             f"{source} | {cells} |")
     table = "\n".join(rows)
     soundfont = Path(corpus_settings.get("soundfont", "TimGM6mb.sf2")).name
+    clips = corpus_settings.get("count", recipe.clips)
     chorales = corpus_settings.get("chorales", 0)
     real = build.get("real_music", [])
     real_line = (f"real recordings for the codec's decoder (no captions needed): {len(real)} folders, "
@@ -376,9 +377,9 @@ A toy MusicGen that ships with the project so that `python generate.py "Lo-fi fu
 in seconds on a CPU. Rebuilt by `python -m training.demo --install` ({size:.1f} MiB of weights).
 
 ## Data
-- {corpus_settings.get('count', recipe.clips)} clips of {recipe.clip_seconds:g} s at {recipe.sample_rate} Hz rendered offline from generated MIDI
-  arrangements in 10 styles (80s pop, 90s rock, techno, lo-fi funk, country, jazz, piano ballad, ambient,
-  orchestral, bossa nova){f", and {chorales} Bach chorale excerpts" if chorales else ""};
+- {clips} clips of {recipe.clip_seconds:g} s at {recipe.sample_rate} Hz rendered offline
+  from generated MIDI arrangements in 10 styles (80s pop, 90s rock, techno, lo-fi funk, country, jazz, piano
+  ballad, ambient, orchestral, bossa nova){f", and {chorales} Bach chorale excerpts" if chorales else ""};
 - rendered with the {soundfont} General MIDI SoundFont{", each in a drawn room (reverb, RT60 0.2-1.6 s)"
   if corpus_settings.get("reverb") else ""} (corpus/render.py, seed 0);
 - each caption states the style, tempo, key, instruments and whether there are drums;
