@@ -1,7 +1,7 @@
 """The bundled demo model, rebuilt by one command: corpus -> codec -> decoder GAN fine-tune + LM -> a model folder.
 
     python -m training.demo --scale tiny          # a minute: smoke test, into runs/demo-tiny/model
-    python -m training.demo --real-music DIR ...  # the real recipe (about 2 h 15 min on a 2-core CPU), runs/demo-demo
+    python -m training.demo --real-music DIR ...  # the real recipe (about 2 hours on a 2-core CPU), runs/demo-demo
     python -m training.demo --install ...         # the same, written to checkpoints/demo: replaces the bundled model
 
 Nothing is written into checkpoints/demo unless --install (or --out checkpoints/demo) says so.
@@ -17,7 +17,8 @@ tuned by hand (times: the bundled build on a 2-core AMD EPYC):
      (MS-STFT discriminator, feature matching, balancer), on the LM's training clips and the real recordings
      of --real-music, encoder and codebooks frozen (1000 steps, 3 s each: 50 min);
    - `python train.py lm --data WORK/corpus --codec WORK/codec/export ...`: the LM with the word table, on the
-     first codec's tokens, which the fine-tune leaves as they are (2000 steps, ~2.8 s each on one core);
+     first codec's tokens, which the fine-tune leaves as they are (5 min to encode them, then 2000 steps of
+     about 2 s on one core: 70 min);
 4. the LM's model with the fine-tuned codec (WORK/assembled; the encoder and codebooks are checked to be the
    ones the LM's tokens came from);
 5. `python -m training.demo.evaluate OUT --corpus WORK/corpus --before PREVIOUS --real FILES`: codec, LM and
