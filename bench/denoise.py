@@ -45,19 +45,13 @@ from inference import MusicGen  # noqa: E402
 from inference.denoise import denoise  # noqa: E402
 from training.audio_files import probe_audio, read_segment  # noqa: E402
 from training.demo.codec_eval import METRICS, CodecMetrics, excerpts, flatness, opus, opus_available  # noqa: E402
-from training.demo.evaluate import PROMPTS, untrained_codec  # noqa: E402
+from training.demo.evaluate import PROMPTS, reconstructions, untrained_codec  # noqa: E402
 
 RATE = 32_000
 
 
 def corpus_clips(folder: Path, seconds: float) -> dict[str, torch.Tensor]:
     return {p.stem: read_segment(probe_audio(p), 0.0, seconds, RATE, 1) for p in sorted(folder.glob("*.wav"))}
-
-
-@torch.no_grad()
-def reconstruct(codec: EncodecModel, wav: torch.Tensor) -> torch.Tensor:
-    """codec.decode(codec.encode(wav)) for wav [C, N], cut to N."""
-    return codec.decode(codec.encode(wav[None]))[0, :, : wav.shape[-1]]  # [C, N]
 
 
 def systems(demo: EncodecModel, published: EncodecModel, strengths: list[float], kbps: float | None, tmp: Path):
@@ -67,7 +61,7 @@ def systems(demo: EncodecModel, published: EncodecModel, strengths: list[float],
 
     def coded(name: str, codec: EncodecModel, wav: torch.Tensor) -> torch.Tensor:
         if (name, id(wav)) not in cache:
-            cache[(name, id(wav))] = reconstruct(codec, wav)
+            cache[(name, id(wav))] = reconstructions(codec, wav[None])[0]  # [C, N]
         return cache[(name, id(wav))]
 
     for name, codec in (("demo codec", demo), ("random published-size codec", published)):

@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import threads
-from training.audio_files import AUDIO_EXTENSIONS, probe_audio, split_files
+from training.audio_files import scan_audio_files, split_files
 from training.captions import read_captioned
 from training.demo.evaluate import FEATURES
 
@@ -179,18 +179,16 @@ def codec_data(corpus: Path, real_music: list[Path], folder: Path, seed: int, va
         (folder / name).mkdir(parents=True)
         for clip in clips:
             (folder / name / Path(clip.path).name).symlink_to(Path(clip.path).resolve())
-    seconds = 0.0
-    for i, source in enumerate(real_music):
-        files = audio_files([source])
+    real = [scan_audio_files(source).readable for source in real_music]
+    for i, (source, files) in enumerate(zip(real_music, real, strict=True)):
         if not files:
-            raise SystemExit(f"error: no audio files (wav, flac, ogg) under --real-music {source}")
+            raise SystemExit(f"error: no readable audio files (wav, flac, ogg) under --real-music {source}")
         (folder / "train" / f"real{i}").mkdir()
-        for j, path in enumerate(files):
+        for j, file in enumerate(files):
+            path = Path(file.path)
             (folder / "train" / f"real{i}" / f"{j:04d}_{path.name}").symlink_to(path.resolve())
-            audio = probe_audio(path)
-            seconds += audio.duration if audio is not None else 0.0
-    record = {"real_music": [str(d) for d in real_music],
-              "real_music_files": sum(1 for _ in folder.glob("train/real*/*")), "real_music_minutes": seconds / 60}
+    record = {"real_music": [str(d) for d in real_music], "real_music_files": sum(map(len, real)),
+              "real_music_minutes": sum(f.duration for files in real for f in files) / 60}
     (folder.parent / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     return folder / "train", folder / "valid"
 
@@ -218,14 +216,9 @@ def assemble(lm_export: Path, lm_codec: Path, tuned_codec: Path, folder: Path) -
 
 
 def audio_files(sources: list[Path]) -> list[Path]:
-    """The audio files among `sources` (files, and folders searched recursively), sorted within each folder."""
-    files = []
-    for source in sources:
-        if source.is_dir():
-            files += sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-        else:
-            files.append(source)
-    return files
+    """The audio files among `sources`: files as given, and the readable audio files under each folder."""
+    return [path for source in sources for path in
+            ([Path(f.path) for f in scan_audio_files(source).readable] if source.is_dir() else [source])]
 
 
 def previous_model(recipe: Recipe, work: Path, out: Path) -> Path | None:
