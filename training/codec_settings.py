@@ -116,11 +116,8 @@ class CodecTrainSettings(RunSettings):
         if self.segment_samples < needed:
             raise ValueError(f"segments of {self.segment_samples} samples are shorter than the {needed} samples the "
                              "discriminator's largest FFT needs: raise --segment-seconds or lower --disc-n-ffts")
-        if len(self.betas) != 2:
-            raise ValueError(f"--betas takes two numbers, got {self.betas}")
-        for name in ("batch_size", "max_steps", "valid_examples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        self.check_betas()
+        self.check_at_least(1, ("batch_size", "max_steps", "valid_examples"))
         self.check_run()
 
 

@@ -89,14 +89,10 @@ class LMTrainSettings(RunSettings):
             raise ValueError("--segment-seconds must be > 0")
         if not 0 < self.sample_duration <= self.segment_seconds:
             raise ValueError("--sample-seconds must be in (0, --segment-seconds]: samples are generated in one window")
-        if len(self.betas) != 2:
-            raise ValueError(f"--betas takes two numbers, got {self.betas}")
-        for name in ("batch_size", "max_steps", "valid_examples", "dim", "layers", "heads", "lut_bins", "num_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("warmup_steps", "sample_every", "num_workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        self.check_betas()
+        self.check_at_least(1, ("batch_size", "max_steps", "valid_examples", "dim", "layers", "heads", "lut_bins",
+                                "num_samples"))
+        self.check_at_least(0, ("warmup_steps", "sample_every", "num_workers"))
         self.check_run()
 
 

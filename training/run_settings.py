@@ -27,11 +27,20 @@ class RunSettings:
     resume: str | None = None  # a checkpoint path, or "last" for OUT/checkpoints/last.ckpt
 
     def check_run(self) -> None:
-        for name in ("valid_every", "save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        self.check_at_least(1, ("valid_every", "save_every", "log_every"))
         if self.keep_checkpoints == 0 or self.keep_checkpoints < -1:
             raise ValueError("--keep-checkpoints must be -1 (all) or at least 1")
+
+    def check_at_least(self, minimum: int, names: tuple[str, ...]) -> None:
+        """Raise ValueError, naming the flag, when one of these fields is below `minimum`."""
+        for name in names:
+            if getattr(self, name) < minimum:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}")
+
+    def check_betas(self) -> None:
+        """Both commands' Adam betas (a field of each subclass): exactly two numbers."""
+        if len(self.betas) != 2:
+            raise ValueError(f"--betas takes two numbers, got {self.betas}")
 
     def to_dict(self) -> dict:
         """Plain types only (str, numbers, tuples, None), so a checkpoint holding it loads with weights_only."""
