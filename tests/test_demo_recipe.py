@@ -88,7 +88,7 @@ def test_only_install_writes_the_bundled_model():
     assert recipe.parse_arguments(["--scale", "tiny"]).out == runs / "demo-tiny" / "model"
     assert recipe.parse_arguments([]).out == runs / "demo-demo" / "model"
     assert recipe.parse_arguments(["--install"]).out == recipe.BUNDLED == recipe.ROOT / "checkpoints" / "demo"
-    for refused in (["--install", "--scale", "tiny"], ["--install", "--out", "x"], ["--codec-init", "no/such"]):
+    for refused in (["--install", "--scale", "tiny"], ["--install", "--out", "x"]):
         with pytest.raises(SystemExit):
             recipe.parse_arguments(refused)
 
@@ -101,28 +101,3 @@ def test_a_stopped_stage_ends_the_build_in_one_line(monkeypatch, tmp_path, capsy
     assert recipe.main(["--scale", "tiny", "--work", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err == "error: a stage stopped (exit status 143); the same command continues where it stopped\n"
-
-
-def test_the_first_codec_learns_from_the_real_music_and_can_start_from_another(monkeypatch, tmp_path, capsys):
-    commands = []
-
-    def record(command):  # the corpus stage "runs"; the first training stage stops the build
-        commands.append(command)
-        if "train.py" in command:
-            raise subprocess.CalledProcessError(143, command)
-
-    def data(corpus, real_music, folder, seed, valid_fraction):
-        assert real_music == [tmp_path] and valid_fraction == 0.34  # the LM's split (tiny: --valid-fraction)
-        return folder / "train", folder / "valid"
-
-    monkeypatch.setattr(recipe, "run", record)
-    monkeypatch.setattr(recipe, "codec_data", data)
-    work = tmp_path / "work"
-    assert recipe.main(["--scale", "tiny", "--work", str(work), "--real-music", str(tmp_path),
-                        "--codec-init", str(tmp_path)]) == 1
-    codec = commands[-1]
-    assert codec[1:3] == ["train.py", "codec"] and "--train" not in codec
-    given = dict(zip(codec, codec[1:]))
-    assert given["--data"] == str(work / "codec-data" / "train")
-    assert given["--valid-data"] == str(work / "codec-data" / "valid")
-    assert given["--init-from"] == str(tmp_path) and given["--out"] == str(work / "codec")
