@@ -1,6 +1,7 @@
 """The demo model's recipe end to end at its tiny scale (`python -m training.demo --scale tiny`), and the audio
 descriptors its evaluation uses, on signals whose answer is known."""
 
+import copy
 import json
 import math
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from corpus.tones import write_synthetic_dataset
-from encodec import load_encodec
+from encodec import EncodecConfig, EncodecModel, load_encodec
 from inference import MusicGen
 from training.demo import evaluate, recipe
 from training.demo.audio_features import describe, low_band_share, onset_rate, spectral_centroid
@@ -101,3 +102,17 @@ def test_a_stopped_stage_ends_the_build_in_one_line(monkeypatch, tmp_path, capsy
     assert recipe.main(["--scale", "tiny", "--work", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err == "error: a stage stopped (exit status 143); the same command continues where it stopped\n"
+
+
+def test_token_mismatches_names_the_encoder_and_codebook_tensors_that_differ():
+    config = EncodecConfig(sample_rate=8000, n_filters=4, dimension=16, n_q=2, bins=16, ratios=(4, 4), lstm_layers=1)
+    torch.manual_seed(0)
+    a = EncodecModel(config)
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        next(b.decoder.parameters()).add_(1.0)  # a tuned decoder makes the same tokens
+    assert evaluate.token_mismatches(a, b) == [] and evaluate.same_tokens(a, b)
+    name, tensor = next(iter(b.quantizer.state_dict().items()))
+    with torch.no_grad():
+        tensor.add_(1e-3)  # state_dict shares the storage
+    assert evaluate.token_mismatches(a, b) == [f"quantizer.{name}"] and not evaluate.same_tokens(a, b)

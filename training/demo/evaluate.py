@@ -80,16 +80,22 @@ def codec_comparison(wavs: torch.Tensor, codecs: dict[str, EncodecModel], opus_k
     return table
 
 
+def token_mismatches(a: EncodecModel, b: EncodecModel, rtol: float = 0.0, atol: float = 0.0) -> list[str]:
+    """The encoder and codebook tensors (the parts that make tokens) in which codec `b` differs from `a`, within
+    the tolerances (0: bit for bit); a tensor `b` lacks or holds in another shape differs."""
+    changed = []
+    for part in ("encoder", "quantizer"):
+        ours, theirs = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        changed += [f"{part}.{k}" for k in ours.keys() | theirs.keys()
+                    if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape
+                    or not torch.allclose(ours[k], theirs[k], rtol=rtol, atol=atol)]
+    return sorted(changed)
+
+
 def same_tokens(a: EncodecModel, b: EncodecModel) -> bool:
     """Whether two codecs turn audio into the same tokens: the same encoder and codebook tensors, up to the
     rounding of storing folded weight norm (a few float32 ulps)."""
-    for part in ("encoder", "quantizer"):
-        ours, theirs = getattr(a, part).state_dict(), getattr(b, part).state_dict()
-        if ours.keys() != theirs.keys() or not all(
-                ours[k].shape == theirs[k].shape and torch.allclose(ours[k], theirs[k], rtol=1e-5, atol=1e-7)
-                for k in ours):
-            return False
-    return True
+    return not token_mismatches(a, b, rtol=1e-5, atol=1e-7)
 
 
 def untrained_codec(trained: EncodecModel, wavs: torch.Tensor, seed: int = 0) -> EncodecModel:

@@ -55,7 +55,7 @@ from pathlib import Path
 import threads
 from training.audio_files import scan_audio_files, split_files
 from training.captions import read_captioned
-from training.demo.evaluate import FEATURES
+from training.demo.evaluate import FEATURES, token_mismatches
 
 ROOT = Path(__file__).resolve().parents[2]  # the project: training/demo/recipe.py
 BUNDLED = ROOT / "checkpoints" / "demo"  # the model `generate.py --model demo` reads
@@ -197,19 +197,14 @@ def assemble(lm_export: Path, lm_codec: Path, tuned_codec: Path, folder: Path) -
     """The LM's model with the fine-tuned codec `tuned_codec` in place of `lm_codec`, the one it was trained with.
     Only the decoder may differ: the encoder and the codebooks make the tokens the LM learned, so they must be
     the same tensors."""
-    import torch
-
     from encodec import load_encodec
     from inference import MusicGen
     from inference.export import save_musicgen
 
-    before, after = load_encodec(lm_codec, inference=False), load_encodec(tuned_codec, inference=False)
-    for part in ("encoder", "quantizer"):
-        ours, theirs = getattr(before, part).state_dict(), getattr(after, part).state_dict()
-        changed = [name for name in ours if not torch.equal(ours[name], theirs[name])]
-        if changed:
-            raise RuntimeError(f"{tuned_codec} has another {part} than {lm_codec} ({changed[0]}, ...): its tokens "
-                               "are not the ones the LM learned")
+    changed = token_mismatches(load_encodec(lm_codec, inference=False), load_encodec(tuned_codec, inference=False))
+    if changed:
+        raise RuntimeError(f"{tuned_codec} has another encoder or codebooks than {lm_codec} ({changed[0]}, ...): "
+                           "its tokens are not the ones the LM learned")
     model = MusicGen.from_pretrained(str(lm_export))
     model.codec = load_encodec(tuned_codec)
     save_musicgen(model, folder)
