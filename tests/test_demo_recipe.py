@@ -89,7 +89,7 @@ def test_only_install_writes_the_bundled_model():
     assert recipe.parse_arguments(["--scale", "tiny"]).out == runs / "demo-tiny" / "model"
     assert recipe.parse_arguments([]).out == runs / "demo-demo" / "model"
     assert recipe.parse_arguments(["--install"]).out == recipe.BUNDLED == recipe.ROOT / "checkpoints" / "demo"
-    for refused in (["--install", "--scale", "tiny"], ["--install", "--out", "x"]):
+    for refused in (["--install", "--scale", "tiny"], ["--install", "--out", "x"], ["--codec-init", "no/such"]):
         with pytest.raises(SystemExit):
             recipe.parse_arguments(refused)
 
@@ -116,3 +116,35 @@ def test_token_mismatches_names_the_encoder_and_codebook_tensors_that_differ():
     with torch.no_grad():
         tensor.add_(1e-3)  # state_dict shares the storage
     assert evaluate.token_mismatches(a, b) == [f"quantizer.{name}"] and not evaluate.same_tokens(a, b)
+
+
+def test_the_first_codec_learns_from_the_real_music_and_can_start_from_another(monkeypatch, tmp_path, capsys):
+    commands = []
+
+    def record(command):  # the corpus stage "runs"; the first training stage stops the build
+        commands.append(command)
+        if "train.py" in command:
+            raise subprocess.CalledProcessError(143, command)
+
+    def data(corpus, real_music, folder, seed, valid_fraction):
+        assert real_music == [tmp_path] and valid_fraction == 0.34  # the LM's split (tiny: --valid-fraction)
+        return folder / "train", folder / "valid"
+
+    monkeypatch.setattr(recipe, "run", record)
+    monkeypatch.setattr(recipe, "codec_data", data)
+    work = tmp_path / "work"
+    assert recipe.main(["--scale", "tiny", "--work", str(work), "--real-music", str(tmp_path),
+                        "--codec-init", str(tmp_path)]) == 1
+    codec = commands[-1]
+    assert codec[1:3] == ["train.py", "codec"] and "--train" not in codec
+    given = dict(zip(codec, codec[1:], strict=False))
+    assert given["--data"] == str(work / "codec-data" / "train")
+    assert given["--valid-data"] == str(work / "codec-data" / "valid")
+    assert given["--init-from"] == str(tmp_path) and given["--out"] == str(work / "codec")
+    tiny = recipe.RECIPES["tiny"]
+    assert given["--max-steps"] == str(tiny.codec_init_steps)
+    assert not set(tiny.codec_shape[::2]) & set(codec)  # the given codec fixes the shape (train.py refuses both)
+    assert recipe.main(["--scale", "tiny", "--work", str(work), "--real-music", str(tmp_path)]) == 1
+    scratch = commands[-1]
+    assert "--init-from" not in scratch and scratch[scratch.index("--n-filters") + 1] == "4"
+    assert scratch[scratch.index("--max-steps") + 1] == str(tiny.codec_steps)

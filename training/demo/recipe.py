@@ -10,15 +10,18 @@ Each stage is an ordinary command of this project, printed before it runs, so an
 tuned by hand (times: the bundled build on a 2-core AMD EPYC):
 1. `python -m corpus WORK/corpus ...`: captioned music rendered offline (corpus/render.py) with Debian's
    FluidR3_GM SoundFont (`apt-get install fluid-soundfont-gm`), in drawn rooms (2 min);
-2. `python train.py codec --data WORK/corpus ...`: a small 32 kHz EnCodec, reconstruction losses only (35 min
-   on both cores);
+2. `python train.py codec --data WORK/codec-data/train ...`: a small 32 kHz EnCodec, reconstruction losses only
+   (multi-scale mel first), on the LM's training clips and the real recordings of --real-music (4000 steps of
+   about 0.45 s on both cores from scratch: 30 min; `--codec-init CODEC` starts it from a trained codec of the
+   same shape instead, and then it runs 1000 steps: 8 min);
 3. at the same time, one core each:
    - `python train.py codec --init-from WORK/codec/export --train decoder ...`: the decoder alone, adversarial
-     (MS-STFT discriminator, feature matching, balancer), on the LM's training clips and the real recordings
-     of --real-music, encoder and codebooks frozen (1000 steps, 3 s each: 50 min);
+     (MS-STFT discriminator, feature matching, balancer), on the same clips, encoder and codebooks frozen
+     (1000 steps of 3.4 s: 56 min);
    - `python train.py lm --data WORK/corpus --codec WORK/codec/export ...`: the LM with the word table, on the
      first codec's tokens, which the fine-tune leaves as they are (5 min to encode them, then 2000 steps of
-     about 2 s on one core: 70 min);
+     2.9 s on one core beside the fine-tune, 1.4 s on two after it; the bundled build stopped the LM when the
+     fine-tune ended and went on with `python train.py --threads 2 lm --resume --out WORK/lm`: 80 min);
 4. the LM's model with the fine-tuned codec (WORK/assembled; the encoder and codebooks are checked to be the
    ones the LM's tokens came from);
 5. `python -m training.demo.evaluate OUT --corpus WORK/corpus --before PREVIOUS --real FILES`: codec, LM and
@@ -38,6 +41,9 @@ installing; the bundled build used these, and measured itself on two others it n
         data/debs/x/usr/share/games/hedgewars/Data/Music data/debs/x/usr/share/planetblupi/music \\
         --held-out-music data/debs/x/usr/share/games/singularity/music \\
                          data/debs/x/usr/share/games/frozen-bubble/snd/*zik*.ogg
+
+The bundled build's first codec did not start from scratch: `--codec-init` continued the first codec of the build
+before it (3000 steps of the same shape and losses on a 600-clip TimGM6mb corpus); its model card says so.
 """
 
 import argparse
@@ -72,8 +78,10 @@ class Recipe:
     clip_seconds: float
     sample_rate: int
     corpus_args: tuple[str, ...]  # `python -m corpus` flags besides the sizes (chorales, reverb, SoundFont)
+    codec_shape: tuple[str, ...]  # the codec's size flags, fixed by --codec-init's codec when it is given
     codec_args: tuple[str, ...]
     codec_steps: int
+    codec_init_steps: int  # the first codec's steps when --codec-init starts it from a trained codec
     gan_args: tuple[str, ...]  # the decoder's adversarial fine-tune (`train.py codec --train decoder`)
     gan_steps: int
     lm_args: tuple[str, ...]
@@ -83,20 +91,24 @@ class Recipe:
 
 RECIPES = {
     # 2000 generated clips + 200 Bach chorales of 10 s, FluidR3_GM in drawn rooms.
-    # Codec: 32 kHz, 50 frames/s like MusicGen's, but 16 filters, 64-d latents and 4 x 1024 codes. First
-    # reconstruction losses only (l1 + multi-scale mel, no discriminator: ~7x cheaper per step on a CPU), then the
-    # decoder alone is fine-tuned with the MS-STFT discriminator (16 filters, 3 scales) and feature matching, on
-    # the LM's training clips and the real recordings of --real-music: encoder and codebooks stay frozen, so
-    # the LM, which trains on the first codec's tokens, runs at the same time (one core each).
+    # Codec: 32 kHz, 50 frames/s like MusicGen's, but 16 filters, 64-d latents and 4 x 1024 codes, on the LM's
+    # training clips and the real recordings of --real-music. First reconstruction losses only (l1 + multi-scale
+    # mel, no discriminator: ~7x cheaper per step on a CPU), mel weighted 20:1 over the waveform's l1 (train.py's
+    # defaults): weighting l1 first raised SI-SNR by 10 dB, but made codebook 0's tokens change from frame to frame
+    # (repeats 0.20 -> 0.08), and an LM of this size could no longer predict them. Then the decoder alone is
+    # fine-tuned with the MS-STFT discriminator (16 filters, 3 scales) and feature matching, which removes the hiss
+    # the reconstruction losses leave; l1 weighs twice the adversarial terms there, since the tokens no longer
+    # move. Encoder and codebooks stay frozen, so the LM, which trains on the first codec's tokens, runs at the
+    # same time.
     # LM: 5 layers, dim 256, on 8 s segments.
     "demo": Recipe(
         clips=2000, clip_seconds=10.0, sample_rate=32_000,
         corpus_args=("--chorales", "200", "--reverb", "--soundfont", str(FLUID_R3)),
-        codec_args=("--n-filters", "16", "--dimension", "64", "--n-q", "4", "--bins", "1024",
-                    "--adv-weight", "0", "--feat-weight", "0", "--segment-seconds", "1", "--batch-size", "8",
-                    "--valid-every", "500", "--save-every", "500"),
-        codec_steps=3000,
-        gan_args=("--l1-weight", "1", "--msspec-weight", "2", "--adv-weight", "4", "--feat-weight", "4",
+        codec_shape=("--n-filters", "16", "--dimension", "64", "--n-q", "4", "--bins", "1024"),
+        codec_args=("--adv-weight", "0", "--feat-weight", "0", "--segment-seconds", "1", "--batch-size", "8",
+                    "--sample-on-duration", "--num-workers", "1", "--valid-every", "500", "--save-every", "250"),
+        codec_steps=4000, codec_init_steps=1000,
+        gan_args=("--l1-weight", "4", "--msspec-weight", "2", "--adv-weight", "2", "--feat-weight", "2",
                   "--disc-filters", "16", "--disc-n-ffts", "1024,512,256", "--segment-seconds", "1",
                   "--batch-size", "8", "--sample-on-duration", "--num-workers", "1", "--valid-every", "250",
                   "--save-every", "100"),
@@ -109,11 +121,12 @@ RECIPES = {
     # Seconds, for tests: the same commands on a few short clips and tiny models.
     "tiny": Recipe(
         clips=6, clip_seconds=2.0, sample_rate=8000, corpus_args=("--reverb",),
-        codec_args=("--sample-rate", "8000", "--n-filters", "4", "--dimension", "16", "--n-q", "2", "--bins", "16",
-                    "--ratios", "4,4", "--lstm-layers", "1", "--disc-filters", "4", "--disc-n-ffts", "256,128",
+        codec_shape=("--sample-rate", "8000", "--n-filters", "4", "--dimension", "16", "--n-q", "2", "--bins", "16",
+                     "--ratios", "4,4", "--lstm-layers", "1"),
+        codec_args=("--disc-filters", "4", "--disc-n-ffts", "256,128",
                     "--segment-seconds", "0.5", "--batch-size", "2", "--valid-every", "2", "--save-every", "2",
                     "--valid-fraction", "0.34"),
-        codec_steps=2,
+        codec_steps=2, codec_init_steps=2,
         gan_args=("--disc-filters", "4", "--disc-n-ffts", "256,128", "--segment-seconds", "0.5", "--batch-size", "2",
                   "--sample-on-duration", "--valid-every", "2", "--save-every", "2"),
         gan_steps=2,
@@ -169,7 +182,7 @@ def run_together(jobs: dict[str, list[str]], logs: Path) -> None:
 
 def codec_data(corpus: Path, real_music: list[Path], folder: Path, seed: int, valid_fraction: float
                ) -> tuple[Path, Path]:
-    """The decoder fine-tune's data, as links: FOLDER/train holds the corpus clips the LM trains on and every
+    """The codecs' data, as links: FOLDER/train holds the corpus clips the LM trains on and every
     recording under `real_music`; FOLDER/valid the corpus clips the LM holds out (so the evaluation's clips stay
     unseen by both). Rebuilt on every call (the same split each time)."""
     train_clips, valid_clips = split_files(read_captioned(corpus).files, valid_fraction, seed)  # the LM's split
@@ -232,8 +245,9 @@ def previous_model(recipe: Recipe, work: Path, out: Path) -> Path | None:
 
 
 def build(recipe: Recipe, work: Path, out: Path, seed: int, real_music: list[Path],
-          held_out_music: list[Path] = ()) -> Path:
-    """Run the stages (skipping finished ones) and write the model to `out`."""
+          held_out_music: list[Path] = (), codec_init: Path | None = None) -> Path:
+    """Run the stages (skipping finished ones) and write the model to `out`; the first codec starts from
+    `codec_init` when given."""
     corpus, codec, gan, lm = work / "corpus", work / "codec", work / "codec-gan", work / "lm"
     if not (corpus / "manifest.jsonl").is_file():
         flags = dict(zip(recipe.corpus_args, recipe.corpus_args[1:], strict=False))
@@ -244,15 +258,21 @@ def build(recipe: Recipe, work: Path, out: Path, seed: int, real_music: list[Pat
              str(recipe.clip_seconds), "--sample-rate", str(recipe.sample_rate), "--seed", str(seed),
              *recipe.corpus_args])
     common = ["--no-progress-bar", "--seed", str(seed)]
-    if not (codec / "export" / "config.json").is_file():
-        resume = ["--resume"] if (codec / "checkpoints" / "last.ckpt").is_file() else []
-        run([sys.executable, "train.py", "codec", "--data", str(corpus), "--out", str(codec), "--max-steps",
-             str(recipe.codec_steps), *recipe.codec_args, *common, *resume])
-    jobs = {}
-    if not (gan / "export" / "config.json").is_file():
+    codecs_done = all((folder / "export" / "config.json").is_file() for folder in (codec, gan))
+    if not codecs_done:
         flags = dict(zip(recipe.lm_args, recipe.lm_args[1:], strict=False))
         lm_valid_fraction = float(flags.get("--valid-fraction", 0.1))  # train.py's default
         train, valid = codec_data(corpus, real_music, work / "codec-data", seed, lm_valid_fraction)
+    if not (codec / "export" / "config.json").is_file():
+        resume = ["--resume"] if (codec / "checkpoints" / "last.ckpt").is_file() else []
+        if codec_init is None:
+            start, steps = list(recipe.codec_shape), recipe.codec_steps
+        else:
+            start, steps = ["--init-from", str(codec_init)], recipe.codec_init_steps
+        run([sys.executable, "train.py", "codec", "--data", str(train), "--valid-data", str(valid), *start,
+             "--out", str(codec), "--max-steps", str(steps), *recipe.codec_args, *common, *resume])
+    jobs = {}
+    if not (gan / "export" / "config.json").is_file():
         resume = ["--resume"] if (gan / "checkpoints" / "last.ckpt").is_file() else []
         jobs["codec-gan"] = [sys.executable, "train.py", "codec", "--data", str(train), "--valid-data", str(valid),
                              "--init-from", str(codec / "export"), "--train", "decoder", "--out", str(gan),
@@ -347,7 +367,7 @@ def model_card(recipe: Recipe, work: Path, out: Path) -> str:
     clips = corpus_settings.get("count", recipe.clips)
     chorales = corpus_settings.get("chorales", 0)
     real = build.get("real_music", [])
-    real_line = (f"real recordings for the codec's decoder (no captions needed): {len(real)} folders, "
+    real_line = (f"real recordings for the codec (no captions needed): {len(real)} folders, "
                  f"{', '.join(Path(d).name for d in real)} ({build.get('real_music_files', '?')} files, "
                  f"{build.get('real_music_minutes', 0):.0f} min)" if real else
                  "no real recordings (--real-music)")
@@ -379,7 +399,8 @@ in seconds on a CPU. Rebuilt by `python -m training.demo --install` ({size:.1f} 
 - **Codec**: EnCodec, {codec['sampling_rate']} Hz mono, {codec['num_filters']} filters, latent
   {codec['hidden_size']}, ratios {codec['upsampling_ratios']} ({frame_rate} frames/s), {decoder['num_codebooks']}
   codebooks of {codec['codebook_size']} codes ({decoder['num_codebooks'] * frame_rate * 10 / 1000:g} kbps).
-  Trained {codec_run.get('steps', '?')} steps with l1 + multi-scale mel losses only{
+  Trained {codec_run.get('steps', '?')} steps on the corpus clips and the real recordings with l1 + multi-scale
+  mel losses only, the mel weighted first{
   f" ({codec_run['note']})" if codec_run.get('note') else ""}; then its decoder alone
   {gan_run.get('steps', '?')} steps with the MS-STFT discriminator, feature matching and the balancer, encoder and
   codebooks frozen (codec_gan_training.png).
@@ -435,15 +456,19 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                              "(--scale demo only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real-music", type=Path, nargs="+", default=[], metavar="DIR",
-                        help="folders of real recordings (wav, flac, ogg) the codec's decoder also learns from "
+                        help="folders of real recordings (wav, flac, ogg) the codecs also learn from "
                              "(no captions needed); see the module help for the Debian packages the bundled "
                              "model used")
+    parser.add_argument("--codec-init", type=Path, metavar="CODEC",
+                        help="start the first codec from this one (a model folder or codec of the recipe's shape, "
+                             "e.g. checkpoints/demo) instead of from scratch")
     parser.add_argument("--held-out-music", type=Path, nargs="+", default=[], metavar="PATH",
                         help="real recordings (files or folders) the codec is measured on, beside Opus; keep "
                              "them out of --real-music")
     args = parser.parse_args(argv)
     missing = [str(d) for d in args.real_music if not d.is_dir()]
     missing += [str(p) for p in args.held_out_music if not p.exists()]
+    missing += [str(args.codec_init)] if args.codec_init is not None and not args.codec_init.exists() else []
     if missing:
         parser.error(f"no such folder or file: {', '.join(missing)}")
     if args.install and args.out is not None:
@@ -459,10 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     recipe = RECIPES[args.scale]
     print(f"settings: scale={args.scale} work={args.work} out={args.out} seed={args.seed} "
-          f"real_music={[str(d) for d in args.real_music]} held_out_music={[str(p) for p in args.held_out_music]}"
-          f"\nrecipe: {recipe}")
+          f"real_music={[str(d) for d in args.real_music]} held_out_music={[str(p) for p in args.held_out_music]} "
+          f"codec_init={args.codec_init}\nrecipe: {recipe}")
     try:
-        out = build(recipe, args.work, args.out, args.seed, args.real_music, args.held_out_music)
+        out = build(recipe, args.work, args.out, args.seed, args.real_music, args.held_out_music, args.codec_init)
     except (subprocess.CalledProcessError, RuntimeError) as err:  # a stage failed or was stopped: it said why
         reason = f"exit status {err.returncode}" if isinstance(err, subprocess.CalledProcessError) else err
         print(f"error: a stage stopped ({reason}); the same command continues where it stopped", file=sys.stderr)
