@@ -8,6 +8,7 @@ its mask is all zeros, so after the projection it is all zero vectors. A cross-a
 zero values returns exactly zero, whatever the length, so the unconditional rows see "no text at all".
 """
 
+import re
 import zlib
 
 import torch
@@ -51,14 +52,23 @@ class T5Conditioner(nn.Module):
 class LookupTableConditioner(nn.Module):
     """Words -> learned vectors: a tiny text conditioner for small self-trained models (audiocraft `LUTConditioner`).
 
-    Each lower-cased, whitespace-separated word is hashed (crc32, stable across runs and machines) into one of
-    `num_bins` rows of an embedding table. No pretrained weights, no tokenizer files.
+    A description is lower-cased and split into words, punctuation dropped ("Lo-fi funk." and "lo-fi funk" are
+    the same two words; audiocraft's `WhiteSpaceTokenizer` drops punctuation too). Each word is hashed (crc32,
+    stable across runs and machines) into one of `num_bins` rows of an embedding table. No pretrained weights,
+    no tokenizer files.
+
+    Every description is padded to `max_words` positions, not to the longest of its batch as audiocraft does.
+    The LM cross-attends to the padding (zero vectors, see `MusicGenLM.project_condition`) without a mask, so the
+    padding takes part of the attention: with a fixed length a description reads the same alone as beside a
+    longer one, and the same in training (batches of mixed lengths) as at generation (often one prompt).
 
     Args:
         num_bins: rows of the table (hash buckets).
         dim: vector width D_text.
-        max_words: descriptions are cut to this many words.
+        max_words: descriptions are cut to this many words, and padded to it.
     """
+
+    WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")  # "lo-fi", "don't", "80s", "124"; not "(", "." or ","
 
     def __init__(self, num_bins: int, dim: int, max_words: int = 32) -> None:
         super().__init__()
@@ -69,17 +79,20 @@ class LookupTableConditioner(nn.Module):
     def dim(self) -> int:
         return self.embedding.embedding_dim
 
+    def words(self, text: str) -> list[str]:
+        """The words the conditioner reads: lower-cased, without punctuation, at most `max_words`."""
+        return self.WORD.findall(text.lower())[: self.max_words]
+
     def word_ids(self, text: str) -> list[int]:
-        return [zlib.crc32(word.encode()) % self.num_bins for word in text.lower().split()[: self.max_words]]
+        return [zlib.crc32(word.encode()) % self.num_bins for word in self.words(text)]
 
     def forward(self, descriptions: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns states [B, L, D_text] and mask [B, L]; L is the longest description (at least 1)."""
-        ids = [self.word_ids(text or "") for text in descriptions]
-        L = max(1, *(len(i) for i in ids))
+        """Returns states [B, max_words, D_text] and mask [B, max_words] (1 = a word, 0 = padding)."""
         device = self.embedding.weight.device
-        padded = torch.zeros(len(ids), L, dtype=torch.long, device=device)
-        mask = torch.zeros(len(ids), L, dtype=torch.long, device=device)
-        for row, word_ids in enumerate(ids):
+        padded = torch.zeros(len(descriptions), self.max_words, dtype=torch.long, device=device)
+        mask = torch.zeros(len(descriptions), self.max_words, dtype=torch.long, device=device)
+        for row, text in enumerate(descriptions):
+            word_ids = self.word_ids(text or "")
             padded[row, : len(word_ids)] = torch.tensor(word_ids, dtype=torch.long)
             mask[row, : len(word_ids)] = 1
-        return self.embedding(padded), mask  # [B, L, D_text], [B, L]
+        return self.embedding(padded), mask  # [B, max_words, D_text], [B, max_words]
