@@ -31,7 +31,7 @@ from training.audio_files import AudioFile, DataError
 from training.captions import read_manifest, scan_captioned_folder
 from training.checkpoints import read_checkpoint
 from training.lm_data import LMDataModule
-from training.lm_module import condition_dropout, drop_words, warmup_cosine
+from training.lm_module import condition_dropout, drop_sentences, drop_words, warmup_cosine
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
 from training.lm_tokens import TokenCache, encode_file
 from training.lm_train import build_model, load_codec, train_lm
@@ -266,6 +266,19 @@ def test_word_dropout_drops_each_word():
     words = text.split()
     assert all(k == [w for w in words if w in k] for k in kept)  # a subsequence, in order
     assert 0.65 < sum(map(len, kept)) / (500 * len(words)) < 0.75
+
+
+def test_sentence_dropout_keeps_the_first_sentence():
+    text = "Lo-fi funk. Medium tempo, 88 BPM, in E minor. Instruments: Electric Piano 1, Slap Bass 1."
+    sentences = ["Lo-fi funk.", "Medium tempo, 88 BPM, in E minor.", "Instruments: Electric Piano 1, Slap Bass 1."]
+    assert drop_sentences(text, 0.0) == text and drop_sentences(text, 1.0) == "Lo-fi funk."
+    assert drop_sentences("One sentence, no full stop", 1.0) == "One sentence, no full stop"
+    generator = torch.Generator().manual_seed(0)
+    outcomes = [drop_sentences(text, 0.5, generator) for _ in range(1000)]
+    assert all(o.startswith("Lo-fi funk.") for o in outcomes)
+    assert 0.2 < outcomes.count("Lo-fi funk.") / 1000 < 0.3  # both details dropped: 0.5 * 0.5
+    assert 0.45 < sum(sentences[2] in o for o in outcomes) / 1000 < 0.55
+    assert {o for o in outcomes} == {"Lo-fi funk.", " ".join(sentences[:2]), " ".join(sentences[::2]), text}
 
 
 def test_warmup_then_cosine_schedule():

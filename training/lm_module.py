@@ -4,7 +4,11 @@ One training step, on cached codes [B, K, T] and B captions:
 1. Condition dropout for classifier-free guidance: with probability `cfg_dropout` every description of the
    batch becomes the null one (one coin per batch, as audiocraft's `ClassifierFreeGuidanceDropout`), so the
    model also learns the unconditional distribution that CFG subtracts at generation time.
-2. Word dropout: each word of each description is dropped with probability `word_dropout` (audiocraft's
+2. Sentence dropout (off by default): each sentence of a description but the first is dropped with probability
+   `sentence_dropout`. Captions written as a headline and then details ("Lo-fi funk. Medium tempo, 88 BPM, ...")
+   then also teach the headline alone, the way people prompt. It stands in for audiocraft's text augmentation,
+   which drops or merges the metadata fields of its music dataset (`augment_music_info_description`).
+   Then word dropout: each word of each description is dropped with probability `word_dropout` (audiocraft's
    T5 conditioner `word_dropout`), on the text before the conditioner, whatever the conditioner.
 3. The text conditioner and the LM's projection give cond [B, L, D] (null descriptions: zero vectors).
 4. Teacher forcing over the delay pattern: the LM reads the T + 1 first pattern steps and predicts the next
@@ -22,6 +26,7 @@ Shape legend: B batch, K codebooks, T frames, L text tokens, D model width, V co
 """
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import lightning as L
@@ -50,6 +55,18 @@ def drop_words(text: str, p: float, generator: torch.Generator | None = None) ->
     words = text.split()
     keep = torch.rand(len(words), generator=generator) >= p  # [words]
     return " ".join(word for word, kept in zip(words, keep.tolist(), strict=True) if kept)
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def drop_sentences(text: str, p: float, generator: torch.Generator | None = None) -> str:
+    """Each sentence of `text` but the first is dropped with probability p (sentences end with . ! or ?)."""
+    if p <= 0:
+        return text
+    first, *rest = SENTENCE_END.split(text.strip())
+    keep = torch.rand(len(rest), generator=generator) >= p  # [sentences - 1]
+    return " ".join([first, *(sentence for sentence, kept in zip(rest, keep.tolist(), strict=True) if kept)])
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -154,7 +171,8 @@ class LMTrainingModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, list[str]], batch_idx: int) -> torch.Tensor:
         codes, captions = batch  # [B, K, T], B descriptions
         captions = condition_dropout(list(captions), self.settings.cfg_dropout)  # CFG dropout: all or nothing
-        captions = [drop_words(text, self.settings.word_dropout) for text in captions]
+        captions = [drop_words(drop_sentences(text, self.settings.sentence_dropout), self.settings.word_dropout)
+                    for text in captions]
         out = self.compute_loss(codes, captions)
         metrics = {**loss_metrics(out), "lr": self.lr_schedulers().get_last_lr()[0]}
         self.log_dict({f"train/{k}": v for k, v in metrics.items()}, batch_size=codes.shape[0])

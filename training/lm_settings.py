@@ -48,6 +48,7 @@ class LMTrainSettings(RunSettings):
     # objective
     cfg_dropout: float = 0.3
     word_dropout: float = 0.3
+    sentence_dropout: float = 0.0  # captions that read as several sentences: see training/lm_module.py
     # optimisation
     max_steps: int = 10_000
     lr: float = 1e-4
@@ -82,7 +83,7 @@ class LMTrainSettings(RunSettings):
             raise ValueError(f"--text must be one of {TEXT_CONDITIONERS}, got {self.text!r}")
         if self.dim % self.heads != 0:
             raise ValueError(f"--dim {self.dim} is not divisible by --heads {self.heads}")
-        for name in ("cfg_dropout", "word_dropout", "valid_fraction"):
+        for name in ("cfg_dropout", "word_dropout", "sentence_dropout", "valid_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if self.segment_seconds <= 0:
@@ -129,6 +130,8 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     add(objective, "--cfg-dropout", "probability of dropping the descriptions of a whole batch (classifier-free "
         "guidance)", type=float)
     add(objective, "--word-dropout", "probability of dropping each word of a description", type=float)
+    add(objective, "--sentence-dropout", "probability of dropping each sentence of a description but the first "
+        "(short prompts like the first sentence alone become familiar to the LM)", type=float)
     optim = parser.add_argument_group("optimisation")
     add(optim, "--max-steps", "training steps", type=int)
     add(optim, "--lr", "AdamW peak learning rate", type=float)
