@@ -6,6 +6,9 @@ piano ballads and techno tracks do. In the held-out corpus clips (FluidR3_GM pia
 centroid is 1.0-1.4 kHz for the ballads and 3.3 kHz for techno, and techno has more of its energy below 150 Hz
 (kick drum and synth bass). The onset rate also separates them in the corpus (2 against 8.6 a second) but not
 in the generated clips (4.3-7.3 for both), so it is not checked here; the model card reports it.
+
+The short-prompt check is the evaluation's too: a style's name alone, as people type it ("Lo-fi funk" is the
+README's example), must give music at the corpus's level, not a near-silent bed with a few hits.
 """
 
 import json
@@ -14,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from inference import MusicGen
-from training.demo.audio_features import describe
-from training.demo.evaluate import PROMPTS
+from training.demo.audio_features import describe, median_level
+from training.demo.evaluate import NEAR_SILENT_DB, PROMPTS, SHORT_PROMPTS
 
 DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
 
@@ -43,3 +46,10 @@ def test_the_prompt_changes_the_music(demo):
     for p, t in zip(piano, techno, strict=True):  # measured over seeds 0-5: centroid 0.93-1.49 vs 3.06-3.31 kHz,
         assert t["spectral_centroid"] > 2 * p["spectral_centroid"], (p, t)  # low band 0.32-0.68 vs 0.74-0.78
         assert t["low_band_share"] > p["low_band_share"], (p, t)
+
+
+def test_short_prompts_are_not_near_silent(demo):
+    wav = demo.generate(list(SHORT_PROMPTS.values()), duration=3.0, seed=0)  # [P, 1, 3 s]
+    levels = {prompt: round(median_level(clip, demo.sample_rate), 1)
+              for prompt, clip in zip(SHORT_PROMPTS.values(), wav, strict=True)}
+    assert min(levels.values()) > NEAR_SILENT_DB, levels  # corpus clips: -21 to -13 dBFS

@@ -5,6 +5,7 @@ import copy
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,7 +48,11 @@ def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
     assert {"config.json", "model.safetensors", "MODEL_CARD.md", "evaluation.json", "evaluation.png",
             "codec_training.png", "codec_gan_training.png", "lm_training.png"} <= {p.name for p in out.iterdir()}
     report = json.loads((out / "evaluation.json").read_text())
-    assert set(report) >= {"codec", "codec_real", "lm", "prompts", "generated_high_band_flatness"}
+    assert set(report) >= {"codec", "codec_real", "lm", "prompts", "generated_high_band_flatness", "short_prompts"}
+    short = report["short_prompts"]
+    assert set(short["median_level_db"]) == set(evaluate.SHORT_PROMPTS)
+    assert short["clips"] == report["generation"]["seeds"] * len(evaluate.SHORT_PROMPTS)
+    assert f"{short['near_silent']} of {short['clips']} clips" in card_text(out)
     assert set(report["lm"]) == {"true_caption", "other_style_caption", "no_caption"}
     assert report["codec_real"]["clips"] == ["synth_00000", "synth_00001"]
     card = (out / "MODEL_CARD.md").read_text()
@@ -82,6 +87,10 @@ def test_tiny_recipe_builds_an_evaluated_model_that_generates(tmp_path, capsys):
     assert "\n$ " not in printed, printed  # no command ran
     assert (out / "model.safetensors").read_bytes() == before
     assert {p.name: p.stat().st_mtime_ns for p in recipe.BUNDLED.iterdir()} == bundled  # the bundled model: untouched
+
+
+def card_text(model: Path) -> str:
+    return (model / "MODEL_CARD.md").read_text()
 
 
 def test_only_install_writes_the_bundled_model():

@@ -4,6 +4,8 @@
   spectrum rises from one frame to the next); high for fast music with drums, low for a slow piano.
 - `spectral_centroid`: the magnitude-weighted mean frequency in Hz ("brightness").
 - `low_band_share`: the share of the energy below `cutoff` Hz (kick drums and bass lines).
+- `median_level`: the median RMS level of 0.1-s frames in dBFS; a clip of music sits near its peak most of the
+  time, a near-silent bed with a few loud hits does not.
 
 All take a mono or multi-channel clip wav [C, N] (channels are averaged) and return a float.
 """
@@ -56,6 +58,16 @@ def onset_rate(wav: torch.Tensor, sample_rate: int, min_gap: float = 0.05, thres
     limit = torch.clamp(flux.mean() + threshold * flux.std(), min=floor)
     onsets = (flux == local_max) & (flux > limit)
     return float(onsets.sum()) / (wav.shape[-1] / sample_rate)
+
+
+def median_level(wav: torch.Tensor, sample_rate: int, frame_seconds: float = 0.1) -> float:
+    """Median over 0.1-s frames of the channel mean's RMS level, in dBFS (-180 for silence)."""
+    mono = wav.float().mean(dim=0)  # [N]
+    frame = max(1, round(frame_seconds * sample_rate))
+    frames = mono[: mono.numel() // frame * frame].reshape(-1, frame)  # [frames, frame]
+    if frames.numel() == 0:
+        raise ValueError(f"a clip of {mono.numel()} samples is shorter than one {frame_seconds}-s frame")
+    return float(20 * torch.log10(frames.pow(2).mean(dim=1).sqrt().median() + 1e-9))
 
 
 def describe(wav: torch.Tensor, sample_rate: int) -> dict[str, float]:

@@ -14,6 +14,10 @@
    centroid and low-band energy share (training/audio_features.py), beside the same features of held-out
    corpus clips of those styles; and their high-band flatness, beside the corpus clips' and the
    reconstructions'.
+4. Short prompts: each style's base caption alone ("Lo-fi funk", "Country instrumental", ...: what people type),
+   over the same seeds, by median frame level (dBFS). Every corpus clip sits within a few dB of its peak most
+   of the time (median level -21 to -13 dBFS); a clip whose median is below -30 dBFS is a near-silent bed with
+   a few loud hits, which the long prompts of 3. would not reveal.
 
 Writes OUT/evaluation.json and OUT/evaluation.png (the features per prompt, the high-band flatness, and
 spectrograms of a generated and a held-out corpus clip per prompt); prints a summary table.
@@ -30,13 +34,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from corpus.styles import STYLES
 from encodec import EncodecModel
 from encodec.loading import load_encodec
 from inference import MusicGen
 from lm.losses import delayed_cross_entropy, teacher_forcing_inputs
 from training.audio_files import AudioFile, probe_audio, read_segment, split_files
 from training.captions import read_captioned
-from training.demo.audio_features import describe
+from training.demo.audio_features import describe, median_level
 from training.demo.codec_eval import CodecMetrics, excerpts, flatness, opus, opus_available
 
 # Two contrasting captions from the corpus (corpus/styles.py), and the style each was written for.
@@ -44,6 +49,8 @@ PROMPTS = {"piano_ballad": "Slow solo piano ballad",
            "techno": "Techno music with a strong, upbeat tempo and high melodic riffs"}
 FEATURES = ("onset_rate", "spectral_centroid", "low_band_share")
 SAMPLING = {"top_k": 250, "cfg_coef": 3.0}  # MusicGen's defaults, recorded in the report
+SHORT_PROMPTS = {style.name: style.caption for style in STYLES}  # "lofi_funk": "Lo-fi funk", ...
+NEAR_SILENT_DB = -30.0  # a median frame level below this is a near-silent clip
 
 
 def held_out_clips(corpus: Path, valid_fraction: float = 0.1, seed: int = 0) -> list[tuple[Path, str, str]]:
@@ -138,6 +145,16 @@ def prompt_features(mg: MusicGen, seeds: list[int], duration: float) -> tuple[di
                                    | {"high_band_flatness": flatness(clip, mg.sample_rate)})
             examples.setdefault(style, clip)
     return dict(features), examples
+
+
+def short_prompt_levels(mg: MusicGen, seeds: list[int], duration: float) -> dict[str, list[float]]:
+    """{style: median frame level (dBFS) per seed} of clips generated for the SHORT_PROMPTS."""
+    levels = defaultdict(list)
+    for seed in tqdm(seeds, desc="short prompts", unit="seed"):
+        wav = mg.generate(list(SHORT_PROMPTS.values()), duration=duration, seed=seed, **SAMPLING)  # [P, C, N]
+        for style, clip in zip(SHORT_PROMPTS, wav, strict=True):
+            levels[style].append(median_level(clip, mg.sample_rate))
+    return dict(levels)
 
 
 def summarize(values: list[dict]) -> dict[str, dict[str, float]]:
@@ -247,6 +264,13 @@ def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, c
     report["generation"] = {"seeds": seeds, "duration": duration, **SAMPLING}
     every = [f["high_band_flatness"] for style in PROMPTS for f in generated[style]]
     report["generated_high_band_flatness"] = sum(every) / len(every)
+    levels = short_prompt_levels(mg, list(range(seeds)), duration)
+    corpus_levels = torch.tensor([median_level(w, rate) for w in wavs])
+    report["short_prompts"] = {
+        "prompts": SHORT_PROMPTS, "median_level_db": levels, "near_silent_below_db": NEAR_SILENT_DB,
+        "near_silent": sum(level < NEAR_SILENT_DB for per_seed in levels.values() for level in per_seed),
+        "clips": sum(map(len, levels.values())),
+        "corpus_median_level_db": {"min": float(corpus_levels.min()), "median": float(corpus_levels.median())}}
     for style in PROMPTS:
         corpus_clip = next((w for w, s in zip(wavs, styles, strict=True) if s == style), None)
         if corpus_clip is not None:
@@ -272,6 +296,13 @@ def print_summary(report: dict) -> None:
                          (("si_snr", 9, 2), ("mel", 7, 3), ("high_band_mel", 7, 3), ("high_band_flatness", 8, 3))]
                 print(f"  {system:<20} " + " ".join(cells))
     print(f"generated clips: high-band flatness {report['generated_high_band_flatness']:.3f}")
+    if "short_prompts" in report:  # reports written before the check have none
+        short = report["short_prompts"]
+        every = [level for per_seed in short["median_level_db"].values() for level in per_seed]
+        corpus = short["corpus_median_level_db"]
+        print(f"short prompts: median level {min(every):.1f} to {max(every):.1f} dBFS, {short['near_silent']} of "
+              f"{short['clips']} clips near-silent (< {short['near_silent_below_db']:g}); held-out corpus clips: "
+              f"lowest {corpus['min']:.1f}, median {corpus['median']:.1f}")
     print("LM     loss " + "   ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["lm"].items()))
     if report.get("lm_before"):
         print("before loss " + "   ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["lm_before"].items()))

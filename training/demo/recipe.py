@@ -363,6 +363,18 @@ def model_card(recipe: Recipe, work: Path, out: Path) -> str:
                 rows.append(f"| {entry['prompt'] if source == 'generated' else '(held-out corpus clips)'} | "
                             f"{source} | {cells} |")
     table = "\n".join(rows)
+    lm_flags = dict(zip(recipe.lm_args, recipe.lm_args[1:], strict=False))
+    sentence_dropout = (f", each caption's details dropped with probability {lm_flags['--sentence-dropout']} a "
+                        "sentence (its first sentence, the style, kept)" if "--sentence-dropout" in lm_flags else "")
+    short = report.get("short_prompts")
+    short_line = ""
+    if short:
+        every = [level for per_seed in short["median_level_db"].values() for level in per_seed]
+        short_line = (f"\n- Short prompts (each style's name alone, as people type it: \"Lo-fi funk\", \"Country "
+                      f"instrumental\", ...): median frame level {min(every):.1f} to {max(every):.1f} dBFS, "
+                      f"{short['near_silent']} of {short['clips']} clips near-silent (below "
+                      f"{short['near_silent_below_db']:g} dBFS); the held-out corpus clips' lowest is "
+                      f"{short['corpus_median_level_db']['min']:.1f}.")
     soundfont = Path(corpus_settings.get("soundfont", "TimGM6mb.sf2")).name
     clips = corpus_settings.get("count", recipe.clips)
     chorales = corpus_settings.get("chorales", 0)
@@ -407,7 +419,7 @@ in seconds on a CPU. Rebuilt by `python -m training.demo --install` ({size:.1f} 
 - **LM**: {decoder['num_hidden_layers']} layers, dim {decoder['hidden_size']}, {decoder['num_attention_heads']} heads,
   {decoder['num_codebooks']} codebooks with the delay pattern, a word lookup-table text conditioner (no T5),
   windows of {config.get('max_duration', '?')} s. Trained {lm_run.get('steps', '?')} steps on the first codec's
-  tokens (the decoder fine-tune leaves them unchanged, so both trained at once).
+  tokens (the decoder fine-tune leaves them unchanged, so both trained at once){sentence_dropout}.
 
 ## Metrics (held-out clips)
 Codec on {report['held_out_clips']} held-out corpus clips of {report['seconds']:g} s (training/demo/codec_eval.py:
@@ -431,6 +443,7 @@ Clips the model generates have a flatness above 4 kHz of {report.get('generated_
 | prompt | audio | onset rate (1/s) | spectral centroid (Hz) | low-band share (< 150 Hz) |
 |---|---|---|---|---|
 {table}
+{short_line}
 
 Training curves: codec_training.png, codec_gan_training.png, lm_training.png. Recipe:
 `{json.dumps(asdict(recipe))}`
