@@ -1,7 +1,7 @@
 """The bundled demo model, rebuilt by one command: corpus -> codec -> decoder GAN fine-tune + LM -> a model folder.
 
     python -m training.demo --scale tiny          # a minute: smoke test, into runs/demo-tiny/model
-    python -m training.demo --real-music DIR ...  # the real recipe (about 2 hours on a 2-core CPU), runs/demo-demo
+    python -m training.demo --real-music DIR ...  # the real recipe (about 2.5 hours on a 2-core CPU), runs/demo-demo
     python -m training.demo --install ...         # the same, written to checkpoints/demo: replaces the bundled model
 
 Nothing is written into checkpoints/demo unless --install (or --out checkpoints/demo) says so.
@@ -19,9 +19,10 @@ tuned by hand (times: the bundled build on a 2-core AMD EPYC):
      (MS-STFT discriminator, feature matching, balancer), on the same clips, encoder and codebooks frozen
      (1000 steps of 3.4 s: 56 min);
    - `python train.py lm --data WORK/corpus --codec WORK/codec/export ...`: the LM with the word table, on the
-     first codec's tokens, which the fine-tune leaves as they are (5 min to encode them, then 2000 steps of
-     2.9 s on one core beside the fine-tune, 1.4 s on two after it; the bundled build stopped the LM when the
-     fine-tune ended and went on with `python train.py --threads 2 lm --resume --out WORK/lm`: 80 min);
+     first codec's tokens, which the fine-tune leaves as they are (5 min to encode them, then 3000 steps of
+     2.9 s on one core beside the fine-tune, 1.4 s on two after it: about 100 min). Each caption's details are
+     dropped a sentence at a time (`--sentence-dropout 0.5`), so that a style's name alone, "Lo-fi funk", is a
+     caption it has seen;
 4. the LM's model with the fine-tuned codec (WORK/assembled; the encoder and codebooks are checked to be the
    ones the LM's tokens came from);
 5. `python -m training.demo.evaluate OUT --corpus WORK/corpus --before PREVIOUS --real FILES`: codec, LM and
@@ -43,7 +44,9 @@ installing; the bundled build used these, and measured itself on two others it n
                          data/debs/x/usr/share/games/frozen-bubble/snd/*zik*.ogg
 
 The bundled build's first codec did not start from scratch: `--codec-init` continued the first codec of the build
-before it (3000 steps of the same shape and losses on a 600-clip TimGM6mb corpus); its model card says so.
+before it (3000 steps of the same shape and losses on a 600-clip TimGM6mb corpus); its model card says so. Its
+LM trained after the decoder fine-tune, alone on both cores (`python train.py --threads 2 lm ...`, 3000 steps
+of 1.4-1.6 s: 75 min).
 """
 
 import argparse
@@ -115,8 +118,9 @@ RECIPES = {
         gan_steps=1000,
         lm_args=("--dim", "256", "--layers", "5", "--heads", "4", "--text", "lut", "--lut-bins", "512",
                  "--segment-seconds", "8", "--batch-size", "10", "--lr", "1e-3", "--warmup-steps", "100",
-                 "--num-workers", "1", "--valid-every", "250", "--save-every", "100", "--sample-every", "100000"),
-        lm_steps=2000,
+                 "--sentence-dropout", "0.5", "--num-workers", "1", "--valid-every", "250", "--save-every", "100",
+                 "--sample-every", "100000"),
+        lm_steps=3000,
     ),
     # Seconds, for tests: the same commands on a few short clips and tiny models.
     "tiny": Recipe(
@@ -419,7 +423,7 @@ in seconds on a CPU. Rebuilt by `python -m training.demo --install` ({size:.1f} 
 - **LM**: {decoder['num_hidden_layers']} layers, dim {decoder['hidden_size']}, {decoder['num_attention_heads']} heads,
   {decoder['num_codebooks']} codebooks with the delay pattern, a word lookup-table text conditioner (no T5),
   windows of {config.get('max_duration', '?')} s. Trained {lm_run.get('steps', '?')} steps on the first codec's
-  tokens (the decoder fine-tune leaves them unchanged, so both trained at once){sentence_dropout}.
+  tokens (the decoder fine-tune leaves them unchanged, so both can train at once){sentence_dropout}.
 
 ## Metrics (held-out clips)
 Codec on {report['held_out_clips']} held-out corpus clips of {report['seconds']:g} s (training/demo/codec_eval.py:
