@@ -68,7 +68,7 @@ class LookupTableConditioner(nn.Module):
         max_words: descriptions are cut to this many words, and padded to it.
     """
 
-    WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")  # "lo-fi", "don't", "80s", "124"; not "(", "." or ","
+    WORD = re.compile(r"\w+(?:['-]\w+)*")  # "lo-fi", "don't", "80s", "124", "café"; not "(", "." or ","
 
     def __init__(self, num_bins: int, dim: int, max_words: int = 32) -> None:
         super().__init__()

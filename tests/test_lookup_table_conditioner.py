@@ -15,6 +15,7 @@ def test_words_are_lower_case_without_punctuation():
         "lo-fi", "funk", "slow", "tempo", "72", "bpm"]
     assert text.word_ids("Lo-fi funk.") == text.word_ids("lo-fi  FUNK")
     assert text.words("80s pop, don't stop!") == ["80s", "pop", "don't", "stop"]
+    assert text.words("Música ÉLECTRONIQUE: café-concert") == ["música", "électronique", "café-concert"]
 
 
 def test_every_description_is_padded_to_max_words():

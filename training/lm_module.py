@@ -20,7 +20,8 @@ The frozen parts (the codec, a T5 encoder) are not registered submodules: they s
 the optimizer and DDP, and follow the module to its device when training or validation starts.
 
 Deviations from audiocraft's solver: no EMA of the weights; no "merge/drop other attributes" text augmentation
-(we have descriptions only); windows of files shorter than a segment are not padded (see training/lm_data.py).
+(we have descriptions only; sentence dropout plays its part); windows of files shorter than a segment are not
+padded (see training/lm_data.py).
 
 Shape legend: B batch, K codebooks, T frames, L text tokens, D model width, V codebook size.
 """
