@@ -266,10 +266,11 @@ def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, c
     report["generated_high_band_flatness"] = sum(every) / len(every)
     levels = short_prompt_levels(mg, list(range(seeds)), duration)
     corpus_levels = torch.tensor([median_level(w, rate) for w in wavs])
+    every = [level for per_seed in levels.values() for level in per_seed]
     report["short_prompts"] = {
-        "prompts": SHORT_PROMPTS, "median_level_db": levels, "near_silent_below_db": NEAR_SILENT_DB,
-        "near_silent": sum(level < NEAR_SILENT_DB for per_seed in levels.values() for level in per_seed),
-        "clips": sum(map(len, levels.values())),
+        "prompts": SHORT_PROMPTS, "median_level_db": levels, "level_range_db": [min(every), max(every)],
+        "near_silent_below_db": NEAR_SILENT_DB, "near_silent": sum(level < NEAR_SILENT_DB for level in every),
+        "clips": len(every),
         "corpus_median_level_db": {"min": float(corpus_levels.min()), "median": float(corpus_levels.median())}}
     for style in PROMPTS:
         corpus_clip = next((w for w, s in zip(wavs, styles, strict=True) if s == style), None)
@@ -298,9 +299,8 @@ def print_summary(report: dict) -> None:
     print(f"generated clips: high-band flatness {report['generated_high_band_flatness']:.3f}")
     if "short_prompts" in report:  # reports written before the check have none
         short = report["short_prompts"]
-        every = [level for per_seed in short["median_level_db"].values() for level in per_seed]
-        corpus = short["corpus_median_level_db"]
-        print(f"short prompts: median level {min(every):.1f} to {max(every):.1f} dBFS, {short['near_silent']} of "
+        (lowest, highest), corpus = short["level_range_db"], short["corpus_median_level_db"]
+        print(f"short prompts: median level {lowest:.1f} to {highest:.1f} dBFS, {short['near_silent']} of "
               f"{short['clips']} clips near-silent (< {short['near_silent_below_db']:g}); held-out corpus clips: "
               f"lowest {corpus['min']:.1f}, median {corpus['median']:.1f}")
     print("LM     loss " + "   ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in report["lm"].items()))

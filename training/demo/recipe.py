@@ -248,13 +248,18 @@ def previous_model(recipe: Recipe, work: Path, out: Path) -> Path | None:
     return copy
 
 
+def flag_values(args: tuple[str, ...]) -> dict[str, str]:
+    """{flag: the argument after it} of a command line's arguments (a valueless flag maps to the next flag)."""
+    return dict(zip(args, args[1:], strict=False))
+
+
 def build(recipe: Recipe, work: Path, out: Path, seed: int, real_music: list[Path],
           held_out_music: list[Path] = (), codec_init: Path | None = None) -> Path:
     """Run the stages (skipping finished ones) and write the model to `out`; the first codec starts from
     `codec_init` when given."""
     corpus, codec, gan, lm = work / "corpus", work / "codec", work / "codec-gan", work / "lm"
     if not (corpus / "manifest.jsonl").is_file():
-        flags = dict(zip(recipe.corpus_args, recipe.corpus_args[1:], strict=False))
+        flags = flag_values(recipe.corpus_args)
         if "--soundfont" in flags and not Path(flags["--soundfont"]).is_file():
             raise SystemExit(f"error: the corpus is rendered with {flags['--soundfont']}, which is missing: install "
                              "Debian's fluid-soundfont-gm (apt-get install fluid-soundfont-gm)")
@@ -264,8 +269,7 @@ def build(recipe: Recipe, work: Path, out: Path, seed: int, real_music: list[Pat
     common = ["--no-progress-bar", "--seed", str(seed)]
     codecs_done = all((folder / "export" / "config.json").is_file() for folder in (codec, gan))
     if not codecs_done:
-        flags = dict(zip(recipe.lm_args, recipe.lm_args[1:], strict=False))
-        lm_valid_fraction = float(flags.get("--valid-fraction", 0.1))  # train.py's default
+        lm_valid_fraction = float(flag_values(recipe.lm_args).get("--valid-fraction", 0.1))  # train.py's default
         train, valid = codec_data(corpus, real_music, work / "codec-data", seed, lm_valid_fraction)
     if not (codec / "export" / "config.json").is_file():
         resume = ["--resume"] if (codec / "checkpoints" / "last.ckpt").is_file() else []
@@ -367,15 +371,15 @@ def model_card(recipe: Recipe, work: Path, out: Path) -> str:
                 rows.append(f"| {entry['prompt'] if source == 'generated' else '(held-out corpus clips)'} | "
                             f"{source} | {cells} |")
     table = "\n".join(rows)
-    lm_flags = dict(zip(recipe.lm_args, recipe.lm_args[1:], strict=False))
+    lm_flags = flag_values(recipe.lm_args)
     sentence_dropout = (f", each caption's details dropped with probability {lm_flags['--sentence-dropout']} a "
                         "sentence (its first sentence, the style, kept)" if "--sentence-dropout" in lm_flags else "")
     short = report.get("short_prompts")
     short_line = ""
     if short:
-        every = [level for per_seed in short["median_level_db"].values() for level in per_seed]
+        lowest, highest = short["level_range_db"]
         short_line = (f"\n- Short prompts (each style's name alone, as people type it: \"Lo-fi funk\", \"Country "
-                      f"instrumental\", ...): median frame level {min(every):.1f} to {max(every):.1f} dBFS, "
+                      f"instrumental\", ...): median frame level {lowest:.1f} to {highest:.1f} dBFS, "
                       f"{short['near_silent']} of {short['clips']} clips near-silent (below "
                       f"{short['near_silent_below_db']:g} dBFS); the held-out corpus clips' lowest is "
                       f"{short['corpus_median_level_db']['min']:.1f}.")
