@@ -7,22 +7,24 @@ the model's KV cache; each following pass reads one step. Each pass gives the lo
 already known (the prompt) or kept special by the pattern are never overwritten (delay masking).
 
 The loop never reads a tensor value back to the host: sampling runs on the device, the delay mask is computed
-once, and loop control depends only on shapes. With `cuda_graph=True` the one-step pass is recorded once per
-window in a CUDA graph and replayed (inference/cuda_graph.py).
+once, and loop control depends only on shapes. The loop hands out each frame as soon as its last codebook is
+sampled (`window_frames`, `piece_frames`), which is what streaming reads; `generate_window` and `generate_long`
+gather the frames. Speed transforms wrap the one-step pass (`StepTransform`): with `cuda_graph=True` it is
+recorded once per window in a CUDA graph and replayed (inference/cuda_graph.py).
 
 Long pieces (audiocraft `MusicGen._generate_tokens`): windows of `window` frames (30 s, the length the
 models were trained on); after each window the last `window - stride` frames (12 s) become the prompt of
 the next, which adds `stride` new frames (18 s). Positions restart at 0 in every window.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from inference.cuda_graph import StaticStep
 from lm.model import MusicGenLM
-from lm.patterns import build_delay_pattern, revert_delay_pattern
+from lm.patterns import build_delay_pattern
 from lm.sampling import SamplingParams, classifier_free_guidance, sample_next_token
 from lm.transformer import KVCache
 
@@ -38,24 +40,40 @@ def last_logits(lm: MusicGenLM, codes: torch.Tensor, cond: torch.Tensor | None, 
     return lm.logits(hidden[:, -1:])[:, :, 0].float()  # [B, K, V]
 
 
+# The one-step pass of a window: steps [B(x2), K, 1] and the cache position they are written at -> logits
+# [B(x2), K, V]. Speed transforms of the step (a CUDA graph) wrap the plain pass: make(step, cache, example).
+Step = Callable[[torch.Tensor, int], torch.Tensor]
+StepTransform = Callable[[Callable[[torch.Tensor], torch.Tensor], KVCache, torch.Tensor], Step]
+
+
+def cuda_graph_step(step: Callable[[torch.Tensor], torch.Tensor], cache: KVCache, example: torch.Tensor) -> Step:
+    """The step transform of `cuda_graph=True`: the pass recorded once per window and replayed."""
+    return StaticStep(step, cache, example, record=True)
+
+
 @torch.no_grad()
-def generate_window(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, num_frames: int, *,
-                    sampling: SamplingParams, generator: torch.Generator | None = None,
-                    on_step: Callable[[], None] | None = None, cuda_graph: bool = False) -> torch.Tensor:
-    """Complete `prompt` [B, K, T_prompt] (T_prompt may be 0) to `num_frames` frames.
+def window_frames(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, num_frames: int, *,
+                  sampling: SamplingParams, generator: torch.Generator | None = None,
+                  on_step: Callable[[], None] | None = None,
+                  step_transform: StepTransform | None = None) -> Iterator[torch.Tensor]:
+    """Complete `prompt` [B, K, T_prompt] (T_prompt may be 0) to `num_frames` frames, yielding each new frame.
+
+    Frame t is complete once its last codebook is sampled, at step t + 1 + max(delays): the frames come out
+    max(delays) steps behind the first codebook, in order, each as new codes [B, K]. Nothing is read back to
+    the host, so a consumer that only stores the frames never waits for the device.
 
     Args:
         lm: the language model (as loaded, or transformed for speed by inference/speed.py).
         cond: [B, L, D] projected condition, or [2B, L, D] (conditional rows, then null rows) for CFG;
             cross-attended, or prepended on the first pass for models without cross-attention (melody).
         prompt: [B, K, T_prompt] known codes.
-        num_frames: T, frames of the result, prompt included (T > T_prompt).
+        num_frames: T, frames of the window, prompt included (T > T_prompt).
         sampling: how tokens are chosen; CFG is applied when cond has 2B rows.
         generator: random generator for the sampling.
         on_step: called after every forward pass (progress).
-        cuda_graph: record the one-step pass in a CUDA graph and replay it (CUDA only).
-    Returns:
-        codes [B, K, T], starting with the prompt.
+        step_transform: wraps the one-step pass for speed (`cuda_graph_step`); None runs it as it is.
+    Yields:
+        frames T_prompt .. T - 1, each [B, K].
     """
     B, K, T_prompt = prompt.shape
     if cond.shape[0] not in (B, 2 * B):
@@ -65,6 +83,9 @@ def generate_window(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, nu
     codes[..., :T_prompt] = prompt
     sequence = build_delay_pattern(codes, lm.config.delays, lm.config.special_token)  # [B, K, S]
     known = sequence != UNKNOWN  # [B, K, S] delay masking: prompt and special positions are never overwritten
+    delays = torch.tensor(lm.config.delays, device=prompt.device)  # [K]
+    codebooks = torch.arange(K, device=prompt.device)  # [K]
+    max_delay = max(lm.config.delays)
 
     def rows(steps: torch.Tensor) -> torch.Tensor:  # CFG: the null rows read the same tokens
         return torch.cat([steps, steps]) if guided else steps  # [B(x2), K, steps]
@@ -77,18 +98,31 @@ def generate_window(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, nu
     def one_step(steps: torch.Tensor) -> torch.Tensor:  # [B(x2), K, 1] at the cache's next position
         return last_logits(lm, steps, None, cache)  # [B(x2), K, V]
 
-    graph = StaticStep(one_step, cache, rows(sequence[..., :1]), record=True) if cuda_graph else None
-    for step in range(start, sequence.shape[-1]):
-        if step > start:
-            previous = rows(sequence[..., step - 1 : step])  # [B(x2), K, 1]
-            logits = one_step(previous) if graph is None else graph(previous, prefix + step - 1)  # [B(x2), K, V]
+    if step_transform is None:
+        step: Step = lambda steps, position: one_step(steps)  # noqa: E731  (the cache knows the position)
+    else:
+        step = step_transform(one_step, cache, rows(sequence[..., :1]))
+    for s in range(start, sequence.shape[-1]):
+        if s > start:
+            logits = step(rows(sequence[..., s - 1 : s]), prefix + s - 1)  # [B(x2), K, V]
         if guided:
             logits = classifier_free_guidance(logits, sampling.cfg_coef)  # [B, K, V]
         tokens = sample_next_token(logits, sampling, generator)  # [B, K]
-        sequence[..., step] = torch.where(known[..., step], sequence[..., step], tokens)
+        sequence[..., s] = torch.where(known[..., s], sequence[..., s], tokens)
         if on_step is not None:
             on_step()
-    return revert_delay_pattern(sequence, lm.config.delays)  # [B, K, T]
+        frame = s - 1 - max_delay  # complete now: codebook k of frame t sits at step t + 1 + delays[k]
+        if frame >= T_prompt:
+            yield sequence[:, codebooks, frame + 1 + delays]  # [B, K]
+
+
+def generate_window(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, num_frames: int, *,
+                    sampling: SamplingParams, generator: torch.Generator | None = None,
+                    on_step: Callable[[], None] | None = None, cuda_graph: bool = False) -> torch.Tensor:
+    """`window_frames` gathered: codes [B, K, T], starting with the prompt (arguments as there)."""
+    frames = window_frames(lm, cond, prompt, num_frames, sampling=sampling, generator=generator, on_step=on_step,
+                           step_transform=cuda_graph_step if cuda_graph else None)
+    return torch.cat([prompt, torch.stack(list(frames), dim=-1)], dim=-1)  # [B, K, T]
 
 
 @dataclass(frozen=True)
@@ -131,17 +165,32 @@ def plan_steps(plan: list[Window], max_delay: int) -> int:
     return sum(w.frames - w.prompt + max_delay for w in plan)
 
 
-def generate_long(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, plan: list[Window], *,
-                  sampling: SamplingParams, generator: torch.Generator | None = None,
-                  on_step: Callable[[], None] | None = None, cuda_graph: bool = False) -> torch.Tensor:
-    """Run `generate_window` over the windows of `plan`: codes [B, K, total], starting with the whole prompt."""
+def piece_frames(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, plan: list[Window], *,
+                 sampling: SamplingParams, generator: torch.Generator | None = None,
+                 on_step: Callable[[], None] | None = None,
+                 step_transform: StepTransform | None = None) -> Iterator[torch.Tensor]:
+    """Run `window_frames` over the windows of `plan`, yielding the piece's new frames [B, K] in order.
+
+    The piece's codes are kept (int64, 1.6 kB a second per codebook row) so that each window can read its
+    prompt from the end of the previous one.
+    """
     B, K, T_prompt = prompt.shape
     last = plan[-1]
     codes = torch.full((B, K, last.start + last.frames), UNKNOWN, dtype=torch.long, device=prompt.device)
     codes[..., :T_prompt] = prompt
     for w in plan:
         context = codes[..., w.start : w.start + w.prompt]  # [B, K, prompt]
-        window = generate_window(lm, cond, context, w.frames, sampling=sampling, generator=generator,
-                                 on_step=on_step, cuda_graph=cuda_graph)  # [B, K, frames]
-        codes[..., w.start + w.prompt : w.start + w.frames] = window[..., w.prompt :]
-    return codes  # [B, K, total]
+        frames = window_frames(lm, cond, context, w.frames, sampling=sampling, generator=generator,
+                               on_step=on_step, step_transform=step_transform)
+        for t, frame in enumerate(frames, start=w.start + w.prompt):
+            codes[..., t] = frame
+            yield frame  # [B, K]
+
+
+def generate_long(lm: MusicGenLM, cond: torch.Tensor, prompt: torch.Tensor, plan: list[Window], *,
+                  sampling: SamplingParams, generator: torch.Generator | None = None,
+                  on_step: Callable[[], None] | None = None, cuda_graph: bool = False) -> torch.Tensor:
+    """`piece_frames` gathered: codes [B, K, total], starting with the whole prompt."""
+    frames = piece_frames(lm, cond, prompt, plan, sampling=sampling, generator=generator, on_step=on_step,
+                          step_transform=cuda_graph_step if cuda_graph else None)
+    return torch.cat([prompt, torch.stack(list(frames), dim=-1)], dim=-1)  # [B, K, total]
