@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference.checks import MAX_SEED
 from inference.cli_inputs import (
-    MAX_SEED,
     CliError,
     check_numbers,
     read_melody,
