@@ -15,6 +15,7 @@ any result can be generated again. Many prompts are generated in batches of a si
 import threads  # noqa: I001  (first: the CPU thread policy must be set before torch loads)
 
 import argparse
+import difflib
 import io
 import math
 import secrets
@@ -95,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="NAME|REPO|FOLDER",
                         help="short name (small, medium, large, melody, stereo-small, ...), Hugging Face repo id, "
                              f"local folder, or 'demo' (default: {DEFAULT_MODEL})")
-    parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
-                        help="seconds of audio per clip (default: 10)")
+    parser.add_argument("--duration", "--durability_seconds", type=float, default=10.0, metavar="SECONDS",
+                        help="seconds of audio per clip (default: 10); --durability_seconds is the same flag, as "
+                             "the research script this project grew from spells it")
     parser.add_argument("--output", default="out.wav", metavar="PATH",
                         help="a .wav or .flac file (several prompts: PATH_1.wav, PATH_2.wav, ...) or a folder "
                              "ending in '/', created when missing (default: out.wav)")
@@ -141,7 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
+        self.exit(2, f"error: {message}{self.suggestion(message)} (see --help)\n")
+
+    def suggestion(self, message: str) -> str:
+        """", did you mean --duration?" for the first unknown flag that is close to one of ours; else ""."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        for word in message.split(":", 1)[1].split():
+            flag = word.split("=", 1)[0]
+            if flag.startswith("--") and (close := difflib.get_close_matches(flag, self._option_string_actions, 1)):
+                return f"; did you mean {self._option_string_actions[close[0]].option_strings[0]}?"  # not an alias
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -345,3 +345,27 @@ def test_data_folder_is_ignored_by_git():
         pytest.skip("not a git checkout")
     result = subprocess.run(["git", "check-ignore", "--quiet", "data/corpus/clip.wav"], cwd=ROOT)
     assert result.returncode == 0, "data/ (training audio) is not in .gitignore"
+
+
+def test_the_research_scripts_command_works_as_typed(tiny, tmp_path, capsys, monkeypatch):
+    """`--durability_seconds` (the research script's flag) is `--duration`; other unknown flags get a suggestion."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "An uplifting jazz song that makes your head shake", "--output", "output.wav",
+                       "--durability_seconds", 0.3, "--model", tiny)
+    assert code == 0, err
+    assert soundfile.info(str(tmp_path / "output.wav")).frames == 0.3 * RATE
+    code, _, err = run(capsys, "jazz", "--durabilty", 3, "--model", tiny)
+    assert code == 2 and err.splitlines() == ["error: unrecognized arguments: --durabilty 3; did you mean --duration? "
+                                              "(see --help)"]
+
+
+def test_help_and_argument_errors_answer_before_torch_loads(tmp_path):
+    """One process, as users run it: --help and every mistake found in the arguments alone leave torch unloaded."""
+    script = ("import sys, generate\n"
+              "codes = [generate.main(a) for a in (['--help'], ['x', '--top_k', '3'], ['x', '--duration', '0'],"
+              " ['x', '--seed', '-1'], ['--prompts-file', 'missing.txt'])]\n"
+              "print(codes, 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines()[-1] == "[0, 2, 1, 1, 1] False", result.stdout + result.stderr
+    errors = result.stderr.splitlines()
+    assert len(errors) == 4 and "did you mean --top-k?" in errors[0], errors
