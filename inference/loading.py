@@ -53,6 +53,7 @@ from lm.model import MusicGenLM
 _AUDIOCRAFT_TEXT_PROJ = "condition_provider.conditioners.description.output_proj.weight"
 DEMO_FOLDER = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"  # the small bundled model
 
+OFFLINE_HINT = 'The bundled demo model runs offline: --model demo (in Python: MusicGen.from_pretrained("demo"))'
 # Short names accepted for the published models, and "demo" for the bundled one.
 SHORT_NAMES = {
     **{name: f"facebook/musicgen-{name}"
@@ -105,7 +106,10 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
         if (config := hub_file(source, "config.json", required=False)) is not None:
             return _partly_here(source, lambda: _load_transformers(source, read_json(config), device, lm_dtype,
                                                                             lm_transform))
-        lm_file = hub_file(source, "state_dict.bin")  # ModelNotFoundError: neither layout is here
+        try:
+            lm_file = hub_file(source, "state_dict.bin")  # ModelNotFoundError: neither layout is here
+        except ModelNotFoundError as err:
+            raise ModelNotFoundError(f"{err}. {OFFLINE_HINT}") from None
         return _partly_here(source, lambda: _load_audiocraft(lm_file, hub_file(source, "compression_state_dict.bin"),
                                                              device, lm_dtype, lm_transform))
     raise ModelNotFoundError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "

@@ -171,6 +171,9 @@ BAD_INPUTS = {
     "missing model folder": (["x", "--model", NO_MODEL], "not an existing folder"),
     "unknown model name": (["x", "--model", "huge"], "known model name"),
     "uncached model offline": (["x", "--model", "facebook/musicgen-nothing"], "hf download"),
+    "large offline names the demo": (["x", "--model", "large"], "hub is unreachable and the file is not cached. "
+                                     "download it once with network access (e.g. `hf download facebook/musicgen-large`)"
+                                     " or pass a local folder. the bundled demo model runs offline: --model demo"),
     "default model offline, demo missing": (["x"], "demo model is missing"),
     "--model demo, demo missing": (["x", "--model", "demo"], "training.demo"),
     "corrupt weights": (["x", "--model", "{corrupt}"], "safetensors"),

@@ -92,3 +92,14 @@ def test_the_api_and_the_command_line_accept_the_same_numbers(mg):
         except ValueError:
             api_ok = False
         assert cli_ok == api_ok, case
+
+
+def test_an_uncached_model_offline_names_the_demo_model(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    from checkpoint_io import ModelNotFoundError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match=r"hf download facebook/musicgen-small.*from_pretrained\(\"demo\"\)"):
+        MusicGen.from_pretrained("facebook/musicgen-small", device="cpu")
