@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from inference.checks import MAX_SEED
 from inference.cli_inputs import (
+    MAX_PROMPTS_FILE,
     CliError,
     check_numbers,
     read_melody,
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("prompts", nargs="*", metavar="PROMPT",
                         help='text descriptions, one clip each, generated together in batches ("" = unconditional)')
     parser.add_argument("--prompts-file", type=Path, metavar="FILE",
-                        help="a text file with one prompt per line (blank lines skipped)")
+                        help="a text file with one prompt per line (blank lines skipped), at most "
+                             f"{MAX_PROMPTS_FILE // 2**20} MB")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="prompts generated together (default: as many as fit in the free memory, at most "
                              f"{MAX_BATCH}); a clip depends on its batch, so to reproduce one exactly pass the "

@@ -21,6 +21,7 @@ from inference.checks import (
     undecodable_char,
 )
 
+MAX_PROMPTS_FILE = 16 * 2**20  # bytes of --prompts-file: 100,000 prompts of 160 characters
 MELODY_WINDOW = 30.0  # seconds a melody model follows in one window (the published models'), unless its config says
 
 
@@ -35,9 +36,16 @@ def read_prompts(positional: list[str], prompts_file: Path | None) -> list[str]:
             raise CliError(f"PROMPT {i} is not valid UTF-8 ({bad}): check the terminal's encoding")
     if prompts_file is not None:
         try:
-            data = prompts_file.read_bytes()
+            with open(prompts_file, "rb") as f:
+                data = f.read(MAX_PROMPTS_FILE + 1)  # /dev/zero, or a recording given by mistake, ends here
         except OSError as err:
             raise CliError(f"cannot read --prompts-file {prompts_file}: {err.strerror or err}") from None
+        if len(data) > MAX_PROMPTS_FILE:
+            raise CliError(f"--prompts-file {prompts_file} is larger than {MAX_PROMPTS_FILE // 2**20} MB: not a "
+                           "file of prompts (one per line)")
+        if b"\0" in data:
+            line = data.count(b"\n", 0, data.index(b"\0")) + 1
+            raise CliError(f"--prompts-file {prompts_file}: line {line} holds a NUL byte: not a text file")
         try:
             lines = data.decode("utf-8").splitlines()
         except UnicodeDecodeError as err:

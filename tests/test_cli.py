@@ -211,6 +211,8 @@ BAD_INPUTS = {
     "prompt not UTF-8": (["jazz \udcff", "--model", NO_MODEL], "PROMPT 1 is not valid UTF-8 (byte 0xff)"),
     "prompts file not UTF-8": (["--prompts-file", "{tmp}/latin-1.txt", "--model", NO_MODEL],
                                "line 2 is not valid UTF-8 (byte 0xe9)"),
+    "prompts file /dev/zero": (["--prompts-file", "/dev/zero", "--model", NO_MODEL], "larger than 16 MB"),
+    "prompts file with NUL": (["--prompts-file", "{tmp}/nul.txt", "--model", NO_MODEL], "line 2 holds a NUL byte"),
     "no cuda": (["x", "--model", NO_MODEL, "--device", "cuda"], "cuda"),
 }
 
@@ -241,6 +243,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, 
     (tmp_path / "notes.txt").write_text("not audio")
     (tmp_path / "latin-1.txt").write_bytes("jazz\ncaf\u00e9 music\n".encode("latin-1"))
     (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "nul.txt").write_bytes(b"jazz\nfunk\0\n")
     soundfile.write(str(tmp_path / "no-samples.wav"), torch.zeros(0).numpy(), RATE)
     soundfile.write(str(tmp_path / "long.wav"), torch.zeros(RATE).numpy(), RATE)
     nan = torch.zeros(RATE)
