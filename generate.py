@@ -51,6 +51,7 @@ DEFAULT_MODEL = "facebook/musicgen-small"
 DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`, offline fallback)
 MAX_MESSAGE = 400  # characters of an error message shown
 DENOISE_STRENGTH = 0.5  # --denoise: gated bins at -6 dB (inference.denoise.DEFAULT_STRENGTH, without importing torch)
+TERMINATED = "terminated (SIGTERM): nothing half-written was left"
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -58,8 +59,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised wherever the program is, so that it cleans up as after Ctrl-C (no half-written files)."""
 
 
-def on_sigterm(signum, frame):
-    raise Terminated()
+class SigtermHandler:
+    """Raises `Terminated` while the run is in progress. Once it has ended (clips written, or an error being
+    reported) a SIGTERM is only remembered: raised then, it would escape main() as a traceback."""
+
+    def __init__(self):
+        self.running, self.received = True, False
+
+    def __call__(self, signum, frame):
+        self.received = True
+        if self.running:
+            raise Terminated()
 
 
 @dataclass(frozen=True)
@@ -167,23 +177,38 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
         return int(done.code or 0)
     in_main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = SigtermHandler()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     show_warning = warnings.showwarning
     warnings.showwarning = print_note  # what the library warns about (a prompt longer than a window) is one line
     try:
-        return run(args, argv if argv is not None else sys.argv[1:])
+        code = outcome(args, argv if argv is not None else sys.argv[1:])
+        on_sigterm.running = False
+    except Terminated:  # it came while an outcome was being reported
+        on_sigterm.running = False
+        code = fail(TERMINATED, code=128 + signal.SIGTERM)
+    finally:
+        on_sigterm.running = False
+        warnings.showwarning = show_warning
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    if on_sigterm.received and code != 128 + signal.SIGTERM:  # it came after the run had ended
+        code = fail(TERMINATED, code=128 + signal.SIGTERM)
+    return code
+
+
+def outcome(args: argparse.Namespace, argv: list[str]) -> int:
+    """The exit code of the run; every error, Ctrl-C and SIGTERM reported in one line."""
+    try:
+        return run(args, argv)
     except CliError as err:
         return fail(str(err))
     except (ValueError, OSError) as err:  # CheckpointError, AudioFileError, I/O errors
         return fail(str(err) or type(err).__name__)
     except Terminated:
-        return fail("terminated (SIGTERM): nothing half-written was left", code=128 + signal.SIGTERM)
+        return fail(TERMINATED, code=128 + signal.SIGTERM)
     except KeyboardInterrupt:
         return fail("interrupted: nothing half-written was left", code=128 + signal.SIGINT)
-    finally:
-        warnings.showwarning = show_warning
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def print_note(message, category, filename, lineno, file=None, line=None) -> None:

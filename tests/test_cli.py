@@ -375,3 +375,20 @@ def test_help_and_argument_errors_answer_before_torch_loads(tmp_path):
     assert result.stdout.splitlines()[-1] == "[0, 2, 1, 1, 1] False", result.stdout + result.stderr
     errors = result.stderr.splitlines()
     assert len(errors) == 4 and "did you mean --top-k?" in errors[0], errors
+
+
+def test_a_sigterm_after_the_last_clip_is_one_line_and_143(tiny, tmp_path, capsys, monkeypatch):
+    """SIGTERM that lands while main() restores the handler, after every clip was written: 143 and one line."""
+    import signal
+
+    real_signal = signal.signal
+
+    def signal_then_restore(signum, handler):
+        if signum == signal.SIGTERM and (tmp_path / "late.json").exists():  # main() restores the handler
+            signal.raise_signal(signal.SIGTERM)
+        return real_signal(signum, handler)
+
+    monkeypatch.setattr(signal, "signal", signal_then_restore)
+    code, _, err = run(capsys, "jazz", "--model", tiny, "--duration", 0.2, "--output", tmp_path / "late.wav")
+    assert code == 143 and err.splitlines()[-1] == f"error: {generate.TERMINATED}", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.json", "late.wav"]  # the finished clip stays
