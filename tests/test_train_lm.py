@@ -400,6 +400,21 @@ def test_command_line_errors_are_one_line(tmp_path):
         train.main(["lm", "--data", str(tmp_path)])
 
 
+@pytest.mark.parametrize("command, flags, message", [
+    ("codec", ["--ratios", "0,4"], "each number of --ratios must be in [1, 1024], got 0,4"),
+    ("codec", ["--n-q", "0"], "--n-q must be in [1, 1024], got 0"),
+    ("codec", ["--lr", "nan"], "--lr must be in [1e-12, 10], got nan"),
+    ("codec", ["--betas", "0.5,1"], "each number of --betas must be in [0, 0.999999], got 0.5,1.0"),
+    ("lm", ["--codec", "x", "--dim", "0"], "--dim must be in [1, 65536], got 0"),
+    ("lm", ["--codec", "x", "--segment-seconds", "nan"], "--segment-seconds must be in [0.001, 3600], got nan"),
+])
+def test_every_number_of_both_training_commands_is_checked_like_a_config(tmp_path, command, flags, message):
+    with pytest.raises(SystemExit) as stop:
+        train.main([command, "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flags])
+    assert str(stop.value) == f"train.py {command}: error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
 class TerminateInFirstValidation(Callback):
     """Sends this process SIGTERM in the validation before training (e.g. while tokens are being encoded)."""
 
