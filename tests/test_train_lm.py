@@ -219,10 +219,9 @@ def test_captions_from_txt_json_and_a_manifest(tmp_path):
     assert [scan.captions[f.path] for f in scan.files] == ["calm piano", "loud drums", "jazz trio", "from the txt", ""]
     assert scan.skipped == [str(tmp_path / "broken.wav")]
 
-    manifest = tmp_path / "lists" / "train.jsonl"
-    manifest.parent.mkdir()
-    lines = [{"path": "../synth_00004.wav", "caption": "slow strings"}, {"path": str(paths[0])},
-             {"path": "../synth_00002.wav", "description": "described"}]
+    manifest = tmp_path / "train.jsonl"
+    lines = [{"path": "synth_00004.wav", "caption": "slow strings"}, {"path": str(paths[0])},
+             {"path": "./synth_00002.wav", "description": "described"}]
     manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     listed = read_manifest(manifest)
     assert [Path(f.path).name for f in listed.files] == ["synth_00004.wav", "synth_00000.wav", "synth_00002.wav"]
@@ -469,6 +468,20 @@ def test_bad_captions_stop_the_command_with_one_line_naming_the_file(corpus, tmp
     manifest.write_text(json.dumps({"path": str(path), "caption": ["a", "b"]}) + "\n")
     with pytest.raises(DataError, match=rf'^{manifest}:1: "caption" must be a string, got array$'):
         read_manifest(manifest)
+
+
+@pytest.mark.parametrize("line, problem", [
+    ({"path": "../../../../etc/passwd", "caption": "x"}, "path '../../../../etc/passwd' leaves the manifest's folder"),
+    ({"path": "/dev/zero", "caption": "x"}, "path '/dev/zero' is not a regular file"),
+    ({"path": "synth_00000.wav", "caption": None}, '"caption" must be a string, got null'),
+])
+def test_manifest_lines_outside_its_folder_or_without_a_caption_are_refused(tmp_path, line, problem):
+    write_synthetic_dataset(tmp_path / "data", count=1, seconds=0.1, sample_rate=RATE)
+    manifest = tmp_path / "data" / "train.jsonl"
+    manifest.write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataError) as error:
+        read_manifest(manifest)
+    assert str(error.value).startswith(f"{manifest}:1: {problem}")
 
 
 def test_a_damaged_token_cache_is_encoded_again_and_never_read_outside_its_folder(corpus, tmp_path):

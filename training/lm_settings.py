@@ -110,7 +110,7 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     add(data, "--data", "folder of audio (wav, flac, ogg; recursive) with a caption per file: a sidecar .txt, "
         'or .json with "caption" or "description"', metavar="DIR")
     add(data, "--manifest", 'instead of --data: a JSONL file, one {"path": ..., "caption": ...} per line '
-        "(paths relative to the manifest)", metavar="FILE")
+        "(paths relative to the manifest, inside its folder, or absolute)", metavar="FILE")
     add(data, "--valid-data", "validation folder or .jsonl manifest (default: hold out --valid-fraction)",
         metavar="DIR|FILE")
     add(data, "--valid-fraction", "share of the files held out for validation without --valid-data", type=float)
