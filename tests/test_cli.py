@@ -182,6 +182,9 @@ BAD_INPUTS = {
     "unreadable prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/notes.txt"], "cannot read"),
     "prompt audio too long": (["x", "--model", NO_MODEL, "--duration", 0.1, "--prompt-audio", "{tmp}/long.wav"],
                               "must be longer"),
+    "prompt audio /dev/zero": (["x", "--model", NO_MODEL, "--prompt-audio", "/dev/zero"],
+                               "/dev/zero is not a regular file"),
+    "prompt audio is a FIFO": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/fifo"], "not a regular"),
     "prompt audio is a folder": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/out"], "is a folder"),
     "empty prompt audio file": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/empty.wav"], "cannot read"),
     "prompt audio without samples": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/no-samples.wav"],
@@ -244,6 +247,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, 
     (tmp_path / "latin-1.txt").write_bytes("jazz\ncaf\u00e9 music\n".encode("latin-1"))
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "nul.txt").write_bytes(b"jazz\nfunk\0\n")
+    os.mkfifo(tmp_path / "fifo")
     soundfile.write(str(tmp_path / "no-samples.wav"), torch.zeros(0).numpy(), RATE)
     soundfile.write(str(tmp_path / "long.wav"), torch.zeros(RATE).numpy(), RATE)
     nan = torch.zeros(RATE)
