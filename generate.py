@@ -290,7 +290,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "command": ["generate.py", *argv]}
         for i, (prompt, path) in enumerate(zip(batch, outputs[start : start + batch_size], strict=True)):
-            record = {"prompt": prompt, "unconditional": prompt == "", "index": start + i + 1, "batch": b + 1,
+            record = {"prompt": prompt, "unconditional": prompt == "", "index": start + i + 1, "batch": b,
                       "batch_size": batch_size, "batch_seed": batch_seed, **run_record}
             clip = wav[i].cpu()  # [C, N]
             if settings.denoise:
