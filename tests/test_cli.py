@@ -75,6 +75,9 @@ def test_same_seed_same_audio_and_a_random_seed_is_recorded(tiny, tmp_path, caps
     assert not torch.equal(clips[0], clips[2])
     record = json.loads((tmp_path / "c.json").read_text())
     assert record["seed_was_random"] and f"{record['seed']} (random)" in stdout
+    assert "replacing" not in stdout
+    code, stdout, _ = run(capsys, "lo-fi funk", "--model", tiny, "--duration", 0.3, "--output", tmp_path / "c.wav")
+    assert f"wrote {tmp_path / 'c.wav'} (+ c.json), replacing the file of an earlier run" in stdout  # said, not silent
 
 
 def test_several_prompts_are_one_batch_of_numbered_files(tiny, tmp_path, capsys):
