@@ -319,7 +319,8 @@ def choose_batch_size(mg, forced: int | None, num_prompts: int, prompt_audio, s:
     where = f"available on {mg.device}" if mg.device.type == "cuda" else "of RAM available"
     if not plan.fits:
         raise CliError(f"a {s.duration:g} s clip needs about {size(plan.per_prompt + plan.saving)} (KV cache "
-                       f"{size(plan.kv_cache)}, audio {size(plan.audio)}, codec decode {size(plan.codec)}, saving "
+                       f"{size(plan.kv_cache)}, audio {size(plan.audio)}, codec decode {size(plan.codec)}, "
+                       + (f"prompt encode {size(plan.encode)}, " if plan.encode else "") + "saving "
                        f"{size(plan.saving)}), more than the {size(plan.available)} {where}: choose a shorter "
                        "--duration")
     batch_size = min(forced or plan.batch_size, num_prompts)
