@@ -399,3 +399,16 @@ def test_a_sigterm_after_the_last_clip_is_one_line_and_143(tiny, tmp_path, capsy
     code, _, err = run(capsys, "jazz", "--model", tiny, "--duration", 0.2, "--output", tmp_path / "late.wav")
     assert code == 143 and err.splitlines()[-1] == f"error: {generate.TERMINATED}", err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["late.json", "late.wav"]  # the finished clip stays
+
+
+def test_the_readmes_python_examples_run_outside_the_repository_as_it_says(tmp_path):
+    """Pasted elsewhere, `from inference import MusicGen` needs the PYTHONPATH the README names."""
+    section = (ROOT / "README.md").read_text().split("## Use the model from Python")[1].split("```python")[0]
+    assert "export PYTHONPATH=/path/to/the/repository" in section
+    code = "from inference import MusicGen; print('ok')"  # MusicGen loads torch on first use: not timed here
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    without = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "ModuleNotFoundError" in without.stderr  # what a new user met
+    with_path = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                               capture_output=True, text=True, timeout=60)
+    assert with_path.stdout == "ok\n", with_path.stderr
