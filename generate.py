@@ -230,6 +230,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     check_numbers(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+    thread_policy = threads.apply_threads(args.threads)  # before torch loads: OpenMP reads its wait policy then
     sampling = sampling_settings(args)
     device, dtype = resolve_device(args.device, args.dtype, args.quantize)
     if args.cuda_graph and device != "cuda":
@@ -237,7 +238,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     outputs = plan_outputs(args.output, args.format, prompts, args.spectrogram)
     if args.melody and args.prompt_audio:
         raise CliError("--melody and --prompt-audio cannot be combined")
-    thread_policy = threads.apply_threads(args.threads)
     prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
     model, fallback_from = args.model, None
     if model is None and default_model_absent() and (DEMO_FOLDER / "config.json").is_file():

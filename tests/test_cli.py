@@ -412,3 +412,18 @@ def test_the_readmes_python_examples_run_outside_the_repository_as_it_says(tmp_p
     with_path = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
                                capture_output=True, text=True, timeout=60)
     assert with_path.stdout == "ok\n", with_path.stderr
+
+
+def test_thread_counts_above_the_cores_are_capped_and_oversubscription_is_said(monkeypatch):
+    import threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # two other busy processes: 1 core free
+    assert threads.choose_threads(999) == (2, "--threads 999, capped at the 2 cores; oversubscribed: only 1 of 2 "
+                                              "cores are free (load average 2.0), so the threads wait for each "
+                                              "other: the default (1) is faster")
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    count, why = threads.choose_threads()
+    assert count == 2 and why.startswith("OMP_NUM_THREADS=64, capped at the 2 cores; oversubscribed")
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert threads.choose_threads(2) == (2, "--threads 2")  # an idle machine: as asked, no word
