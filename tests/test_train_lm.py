@@ -324,7 +324,10 @@ def test_sigterm_then_resume_continues_the_step_count_and_optimizer_state(corpus
     with pytest.raises(SystemExit) as stop:
         train.main(["lm", "--max-steps", "4", *flags])
     assert stop.value.code == 128 + signal.SIGTERM
-    assert capsys.readouterr().err.startswith("train.py lm: interrupted by SIGTERM; the last finished step is in")
+    printed = capsys.readouterr()
+    assert printed.err.startswith("train.py lm: interrupted by SIGTERM; the last finished step is in")
+    assert "processes: 1 (1 node(s) x 1 device(s), SingleDeviceStrategy); batch 4 per process, 4 per step" in \
+        printed.out  # the world size among the settings
     assert not (out / "export").exists()
     monkeypatch.setattr(lm_train, "build_trainer", build_trainer)
     last = out / "checkpoints" / "last.ckpt"
@@ -412,6 +415,23 @@ def test_every_number_of_both_training_commands_is_checked_like_a_config(tmp_pat
         train.main([command, "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flags])
     assert str(stop.value) == f"train.py {command}: error: {message}"
     assert not (tmp_path / "run").exists()
+
+
+def test_lightnings_warnings_are_one_line_without_its_paths():
+    """Lightning prints its warnings as `site-packages/...py:217: message` once loaded; the commands do not."""
+    import warnings
+
+    import lightning.pytorch.trainer.connectors.data_connector as where
+
+    from training.run import quiet_lightning
+
+    formatter = warnings.formatwarning
+    try:
+        quiet_lightning()
+        shown = warnings.formatwarning("Using `DistributedSampler` ...", UserWarning, where.__file__, 217)
+    finally:
+        warnings.formatwarning = formatter
+    assert shown == "warning: Using `DistributedSampler` ...\n"
 
 
 class TerminateInFirstValidation(Callback):
