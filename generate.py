@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference.checks import MAX_SEED
-from inference.cli_inputs import (
+from frontend.cli_inputs import (
     MAX_PROMPTS_FILE,
     CliError,
     check_numbers,
@@ -43,7 +43,7 @@ from inference.cli_inputs import (
     sampling_settings,
 )
 from inference.memory import MAX_BATCH
-from inference.outputs import plan_outputs, save_clip
+from frontend.outputs import plan_outputs, save_clip
 
 if TYPE_CHECKING:
     from lm.sampling import SamplingParams
@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = "facebook/musicgen-small"
 DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`, offline fallback)
 MAX_MESSAGE = 400  # characters of an error message shown
-DENOISE_STRENGTH = 0.5  # --denoise: gated bins at -6 dB (inference.denoise.DEFAULT_STRENGTH, without importing torch)
+DENOISE_STRENGTH = 0.5  # --denoise: gated bins at -6 dB (audio.denoise.DEFAULT_STRENGTH, without importing torch)
 TERMINATED = "terminated (SIGTERM): nothing half-written was left"
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -93,7 +93,7 @@ class Settings:
     peak_db: float
     prompt_audio: str | None
     melody: str | None = None
-    denoise: float = 0.0  # the spectral gate's strength (inference/denoise.py); 0: off
+    denoise: float = 0.0  # the spectral gate's strength (audio/denoise.py); 0: off
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,7 +306,7 @@ def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
                       "batch_size": batch_size, "batch_seed": batch_seed, **run_record}
             clip = wav[i].cpu()  # [C, N]
             if settings.denoise:
-                from inference.denoise import denoise
+                from audio.denoise import denoise
 
                 clip = denoise(clip, mg.sample_rate, settings.denoise)
             save_clip(path, clip, mg.sample_rate, settings, record, args.spectrogram)
@@ -447,8 +447,8 @@ def check_streaming(args: argparse.Namespace, prompts: list[str]) -> None:
 
 
 def stream_wav(mg, prompt: str, prompt_audio, melody, s: Settings, out) -> int:
-    """Write one clip to the binary stream `out` as a WAV file while it is generated (inference/wav_stream.py)."""
-    from inference.wav_stream import StreamingLimiter, pcm16, wav_header
+    """Write one clip to the binary stream `out` as a WAV file while it is generated (audio/wav_stream.py)."""
+    from audio.wav_stream import StreamingLimiter, pcm16, wav_header
 
     options = dict(seed=s.seed, progress=True, **asdict(s.sampling))
     if melody is not None:

@@ -1,4 +1,4 @@
-"""What `--denoise` (inference/denoise.py) does to codec reconstructions, next to Opus at 6 kbps.
+"""What `--denoise` (audio/denoise.py) does to codec reconstructions, next to Opus at 6 kbps.
 
     python -m corpus data/heldout/corpus --count 8 --seconds 8 --seed 12345 --reverb \\
         --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2                        # not the demo corpus (seed 0)
@@ -42,7 +42,7 @@ from encodec import EncodecModel  # noqa: E402
 from encodec.config import get_preset  # noqa: E402
 from encodec.mel import mel_filter_bank  # noqa: E402
 from inference import MusicGen  # noqa: E402
-from inference.denoise import denoise  # noqa: E402
+from audio.denoise import denoise  # noqa: E402
 from training.audio_files import probe_audio, read_segment  # noqa: E402
 from training.demo.codec_eval import METRICS, CodecMetrics, excerpts, flatness, opus, opus_available  # noqa: E402
 from training.demo.evaluate import PROMPTS, reconstructions, untrained_codec  # noqa: E402

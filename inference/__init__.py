@@ -1,8 +1,8 @@
 """Inference: load published MusicGen checkpoints and generate music from text.
 
-`MusicGen` and `SamplingParams` are imported on first use (PEP 562), so that the command line's torch-free
-modules (`inference.checks`, `inference.cli_inputs`, `inference.outputs`) load without torch: `--help` and
-argument errors answer at once.
+`MusicGen` and `SamplingParams` are imported on first use (PEP 562), so that the torch-free modules the command
+line needs first (`inference.checks`, and `frontend/`) load without torch: `--help` and argument errors answer at
+once.
 """
 
 __all__ = ["MusicGen", "SamplingParams"]

@@ -2,8 +2,8 @@
 
 import torch
 
+from audio.clip import check_finite, convert_channels, resample
 from encodec import EncodecModel
-from inference.audio import check_finite, convert_channels, resample
 from inference.chunked import encode_in_chunks
 
 

@@ -1,5 +1,5 @@
 """The rules a generation request obeys, one place for both front doors: the Python API (`MusicGen.generate*`)
-and the command line (generate.py, through `inference/cli_inputs.py`).
+and the command line (generate.py, through `frontend/cli_inputs.py`).
 
 Each check raises a one-line `ValueError` naming the argument as the caller knows it (`duration` in Python,
 `--duration` on the command line) and returns the value as the model uses it. Nothing here imports torch, so

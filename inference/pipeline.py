@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from audio.clip import check_finite, resample
 from encodec import EncodecModel
-from inference.audio import check_finite, resample
 from inference.audio_prompt import prepare_prompt
 from inference.checks import (
     check_descriptions,

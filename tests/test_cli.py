@@ -18,7 +18,7 @@ import soundfile
 import torch
 
 import generate
-from inference.audio import read_audio, to_db, true_peak
+from audio.clip import read_audio, to_db, true_peak
 from tests.musicgen_oracle import save_tiny_musicgen
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import torch
 
 import generate
 import inference.memory
-from inference.audio import read_audio
+from audio.clip import read_audio
 from tests.musicgen_oracle import save_tiny_musicgen
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -20,8 +20,8 @@ import pytest
 import soundfile
 import torch
 
-from inference.audio import read_audio, to_db, true_peak
-from inference.outputs import save_clip
+from audio.clip import read_audio, to_db, true_peak
+from frontend.outputs import save_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ["--model", "demo", "--duration", "1", "--seed", "1"]

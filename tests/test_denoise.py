@@ -1,4 +1,4 @@
-"""inference/denoise.py: the spectral gate against the clip's own noise floor (noisereduce)."""
+"""audio/denoise.py: the spectral gate against the clip's own noise floor (noisereduce)."""
 
 import json
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from inference.denoise import denoise
+from audio.denoise import denoise
 
 RATE = 16_000
 
@@ -65,7 +65,7 @@ def test_generate_denoise_flag_on_the_demo_model(tmp_path, capsys, monkeypatch):
     import soundfile
 
     import generate
-    from inference.denoise import DEFAULT_STRENGTH
+    from audio.denoise import DEFAULT_STRENGTH
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     assert generate.DENOISE_STRENGTH == DEFAULT_STRENGTH  # generate.py keeps its own copy (it must not import torch)

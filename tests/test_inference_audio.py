@@ -1,4 +1,4 @@
-"""inference/audio.py: reading and writing, resampling, channels, loudness and peak normalisation."""
+"""audio/clip.py: reading and writing, resampling, channels, loudness and peak normalisation."""
 
 import math
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import soundfile
 import torch
 
-from inference.audio import (
+from audio.clip import (
     MAX_LIMITING_DB,
     AudioFileError,
     atomic_path,

@@ -73,7 +73,7 @@ def test_the_api_and_the_command_line_accept_the_same_numbers(mg):
     """The rules are one: what the command line's checks refuse, the API refuses too, and the reverse."""
     import argparse
 
-    from inference.cli_inputs import CliError, check_numbers
+    from frontend.cli_inputs import CliError, check_numbers
 
     cases = [dict(seed=-1), dict(temperature=0.0), dict(top_p=1.5), dict(cfg=-1.0), dict(duration=0.0),
              dict(seed=2**63 - 1), dict(temperature=0.5)]

@@ -1,11 +1,11 @@
-"""inference/limiter.py: the look-ahead true-peak limiter touches only the neighbourhood of the peaks."""
+"""audio/limiter.py: the look-ahead true-peak limiter touches only the neighbourhood of the peaks."""
 
 import math
 
 import torch
 
-from inference.audio import to_db, true_peak
-from inference.limiter import LOOKAHEAD_S, RELEASE_DB_PER_S, limit_true_peak
+from audio.clip import to_db, true_peak
+from audio.limiter import LOOKAHEAD_S, RELEASE_DB_PER_S, limit_true_peak
 
 RATE = 32000
 
@@ -45,7 +45,7 @@ def to_db_tensor(gain: torch.Tensor) -> torch.Tensor:
 
 
 def test_sliding_min_matches_the_definition():
-    from inference.limiter import sliding_min
+    from audio.limiter import sliding_min
 
     x = torch.randn(1000, dtype=torch.float64)
     for width in (1, 7, 161):

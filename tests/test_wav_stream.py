@@ -1,4 +1,4 @@
-"""`generate.py --output -`: a WAV streamed to standard output (inference/wav_stream.py)."""
+"""`generate.py --output -`: a WAV streamed to standard output (audio/wav_stream.py)."""
 
 import io
 import math
@@ -10,9 +10,9 @@ import soundfile
 import torch
 
 import generate
-from inference.audio import to_db, true_peak
-from inference.limiter import limit_true_peak
-from inference.wav_stream import StreamingLimiter, pcm16, wav_header
+from audio.clip import to_db, true_peak
+from audio.limiter import limit_true_peak
+from audio.wav_stream import StreamingLimiter, pcm16, wav_header
 from tests.musicgen_oracle import save_tiny_musicgen
 
 RATE = 800  # the tiny checkpoint's sample rate

@@ -1,7 +1,7 @@
 """Audio in and out of the pipeline: read, resample, convert channels, normalise, write.
 
-(The true-peak limiter that loudness normalisation uses is `inference/limiter.py`; the spectrogram pictures
-are `inference/spectrogram.py`.)
+(The true-peak limiter that loudness normalisation uses is `audio/limiter.py`; the spectrogram pictures
+are `audio/spectrogram.py`.)
 
 Every function takes and returns one clip as a float32 tensor [C, N] in [-1, 1] (C audio channels,
 N samples), except `resample` and `convert_channels`, which also accept a leading batch [..., C, N].
@@ -197,13 +197,13 @@ def normalize_loudness(wav: torch.Tensor, sample_rate: int, target_lufs: float =
     """Bring a clip [C, N] to `target_lufs` integrated loudness, never letting its true peak exceed `peak_db`.
 
     A gain brings the clip to the target; the peaks that the gain pushes over `peak_db` are taken down by a
-    look-ahead true-peak limiter (`inference/limiter.py`), by at most MAX_LIMITING_DB. Limiting lowers the
+    look-ahead true-peak limiter (`audio/limiter.py`), by at most MAX_LIMITING_DB. Limiting lowers the
     loudness a little, so the gain is raised by what is missing and the clip limited again, until the target
     is met (within 0.05 LU). A clip whose peaks would need more limiting stays quieter than the target; `note`
     says so when it is more than LOUDNESS_TOLERANCE_LU away. Clips too short for the loudness meter (<= 0.4 s)
     or too quiet for its gate fall back to peak normalisation.
     """
-    from inference.limiter import limit_true_peak
+    from audio.limiter import limit_true_peak
 
     if not long_enough_for_loudness(wav, sample_rate):
         return normalize_peak(wav, sample_rate, peak_db, f"shorter than {LOUDNESS_BLOCK_S} s, too short to "

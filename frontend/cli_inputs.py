@@ -99,7 +99,7 @@ def resolve_device(device: str, dtype: str, quantize: str) -> tuple[str, str]:
 
 def read_prompt_audio(path: Path, duration: float):
     """The (wav [C, N], rate) to continue; its length is checked from the file's header before decoding it."""
-    from inference.audio import audio_seconds, read_audio
+    from audio.clip import audio_seconds, read_audio
 
     try:
         seconds = audio_seconds(path)
@@ -113,7 +113,7 @@ def read_prompt_audio(path: Path, duration: float):
 
 def read_melody(path: Path, model: str, duration: float) -> tuple:
     """The melody file as (wav [C, N], rate), after checking that the model can follow it for `duration`."""
-    from inference.audio import read_audio
+    from audio.clip import read_audio
     from inference.loading import is_melody_model, resolve_source
 
     if not is_melody_model(model):

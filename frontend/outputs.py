@@ -18,7 +18,7 @@ class OutputError(ValueError):
 def plan_outputs(output: str, fmt: str | None, prompts: list[str], spectrogram: bool = False) -> list[Path]:
     """The audio file of every prompt. Checks, before anything is generated, that every file of every clip
     (audio, sidecar, spectrogram) can be written; missing folders are created when the clips are written."""
-    from inference.audio import audio_format
+    from audio.clip import audio_format
 
     path = Path(output)
     if output.endswith(("/", "\\")) or is_folder(path):
@@ -107,8 +107,8 @@ def save_clip(path: Path, wav, sample_rate: int, settings, record: dict, spectro
     """
     import soundfile
 
-    from inference.audio import audio_format, normalize_loudness, normalize_peak, write_error, write_pcm16
-    from inference.spectrogram import draw_spectrogram
+    from audio.clip import audio_format, normalize_loudness, normalize_peak, write_error, write_pcm16
+    from audio.spectrogram import draw_spectrogram
 
     if not bool(wav.isfinite().all()):  # a broken model: refuse, rather than write a clip of -32768s
         raise OutputError(f"{path.name}: the generated audio holds NaN or infinite samples; nothing was written")
@@ -154,7 +154,7 @@ def written_together(paths: list[Path]) -> Iterator[list[str]]:
     error or interruption the temporary files are removed, and so is any file already renamed: no clip is
     ever left without its sidecar.
     """
-    from inference.audio import temporary_name
+    from audio.clip import temporary_name
 
     temps: list[str] = []
     try:

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from inference.audio import resample
+from audio.clip import resample
 
 LOOKAHEAD_S = 0.005  # attack time: the gain reaches its reduced value over the 5 ms before a peak
 RELEASE_DB_PER_S = 60.0  # after a peak the gain recovers at 60 dB/s (a 3 dB dip lasts ~50 ms)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from inference.audio import atomic_path
+from audio.clip import atomic_path
 
 
 def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, title: str = "") -> Path:

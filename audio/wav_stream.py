@@ -7,7 +7,7 @@ of samples (frames x hop). Then each chunk of `MusicGen.generate_stream` follows
 
 Loudness normalisation needs the whole clip (BS.1770 integrates over all of it), so a stream cannot have it.
 It plays the model's own level instead (as `--normalize none`), through the true-peak limiter of
-inference/limiter.py, run over a sliding buffer: each chunk is limited together with the 0.5 s before it (what
+audio/limiter.py, run over a sliding buffer: each chunk is limited together with the 0.5 s before it (what
 the limiter's release still remembers: 60 dB/s) and holds back its last 20 ms (the limiter's 5 ms look-ahead
 and its average, and the oversampling filter's reach) until the next chunk comes. The peaks stay under the
 ceiling as in a whole clip; the gain differs from a whole clip's only where one gain reduction lasts longer than
@@ -18,7 +18,7 @@ import struct
 
 import torch
 
-from inference.limiter import limit_true_peak
+from audio.limiter import limit_true_peak
 
 CONTEXT_S = 0.5  # audio before a chunk that the limiter reads again
 HOLD_S = 0.02  # audio at the end of a chunk held back until the next one
