@@ -320,7 +320,7 @@ def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
 def choose_batch_size(mg, forced: int | None, num_prompts: int, prompt_audio, s: Settings) -> int:
     """Prompts per batch: --batch-size, or as many as the free memory holds (inference/memory.py); printed.
     A clip that cannot fit even alone is refused here, before any generation, in one line."""
-    from inference.memory import plan_memory, size
+    from inference.memory import plan_memory, size, used_memory
 
     num_frames = max(1, math.floor(s.duration * mg.frame_rate + 1e-6))
     prompt_frames = 0
@@ -340,9 +340,12 @@ def choose_batch_size(mg, forced: int | None, num_prompts: int, prompt_audio, s:
         raise CliError(f"--batch-size {forced} needs about {size(batch_size * plan.per_prompt + plan.saving)}, "
                        f"more than the {size(plan.available)} {where}: choose a smaller --batch-size")
     batches = -(-num_prompts // batch_size)
-    how = "--batch-size" if forced else f"about {size(plan.per_prompt)} per prompt, {size(plan.available)} {where}"
+    how = "--batch-size" if forced else f"{size(plan.available)} {where}"
+    peak = used_memory(mg.device) + batch_size * plan.per_prompt + plan.saving  # what to compare a measured peak to
     plural = "es" if batches > 1 else ""
-    print(f"batch      {batch_size} prompt{'s' if batch_size > 1 else ''} at a time, {batches} batch{plural} ({how})")
+    print(f"batch      {batch_size} prompt{'s' if batch_size > 1 else ''} at a time, {batches} batch{plural} ({how}); "
+          f"memory: about {size(plan.per_prompt)} per prompt and {size(plan.saving)} to save a clip, {size(peak)} at "
+          "the peak with the loaded model")
     return batch_size
 
 

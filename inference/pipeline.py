@@ -127,7 +127,9 @@ class MusicGen:
             duration: seconds of audio (T = duration * frame_rate frames); longer than `max_duration` is
                 generated in sliding windows.
             seed: seeds the sampling; the same seed, settings and device give the same audio.
-            use_sampling, top_k, top_p, temperature: see `lm.sampling.sample_next_token`.
+            use_sampling, top_k, top_p, temperature: see `lm.sampling.sample_next_token`; greedy decoding is
+                use_sampling=False (a temperature must be above 0). Every argument is checked as the command line
+                checks it (`inference/checks.py`): a bad one is a one-line ValueError naming it.
             cfg_coef: classifier-free guidance strength; 1.0 (or less) turns guidance off.
             progress: show a progress bar over all decoding steps of all windows.
             callback: called as callback(steps_done, steps_total) after every decoding step.

@@ -427,3 +427,10 @@ def test_thread_counts_above_the_cores_are_capped_and_oversubscription_is_said(m
     assert count == 2 and why.startswith("OMP_NUM_THREADS=64, capped at the 2 cores; oversubscribed")
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert threads.choose_threads(2) == (2, "--threads 2")  # an idle machine: as asked, no word
+    # set before torch loads, oversubscribing threads sleep at once (spinning, they were 20x slower)
+    script = ("import os, threads; os.getloadavg = lambda: (2.0, 2.0, 2.0); threads.available_cores = lambda: 2\n"
+              "print(threads.apply_threads(2)); print(os.environ['GOMP_SPINCOUNT'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.endswith("OpenMP wait: sleep at once)\n0\n"), result.stdout + result.stderr

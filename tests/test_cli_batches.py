@@ -76,8 +76,11 @@ def with_available(monkeypatch, available) -> None:
 
 
 def test_the_batch_size_comes_from_the_free_memory(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(inference.memory, "used_memory", lambda device: 2 * 10**9)  # the loaded model, say
     code, out, _ = run(capsys, tiny, tmp_path / "roomy", PROMPTS[:3], "--seed", 1)
-    assert code == 0 and "batch      3 prompts at a time, 1 batch (about " in out  # as before: one batch
+    assert code == 0 and "batch      3 prompts at a time, 1 batch (" in out  # as before: one batch
+    # the estimate a measured peak compares with: the model, the batch's prompts and saving a clip, all counted
+    assert "to save a clip, 2.0 GB at the peak with the loaded model" in out
     assert {r["batch_seed"] for r, _ in clips(tmp_path / "roomy")} == {1}
     with_available(monkeypatch, lambda p: int((2.5 * p.per_prompt + p.saving) / inference.memory.USABLE))
     code, out, _ = run(capsys, tiny, tmp_path / "tight", PROMPTS[:3], "--seed", 1)
