@@ -62,14 +62,16 @@ def build_page(session: GenerationSession) -> gr.Blocks:
                 gr.Examples([[text] for text in EXAMPLES], inputs=[prompt], label="Examples")
             with gr.Column():
                 live = gr.Audio(label="Live (plays while it is generated, before normalisation)",
-                                streaming=True, autoplay=True, interactive=False, visible=live_playback)
-                final = gr.Audio(label="Final clip", type="filepath",
-                                 interactive=False, elem_id="final")
+                                streaming=True, autoplay=True, interactive=False, visible=live_playback,
+                                buttons=["download"])
+                final = gr.Audio(label="Final clip (normalised to -14 LUFS, as generate.py writes it)",
+                                 type="filepath", interactive=False, elem_id="final", buttons=["download"])
                 seed_used = gr.Markdown(elem_id="seed-used")
                 downloads = gr.File(label="Download (WAV, FLAC)", file_count="multiple", interactive=False)
                 spectrogram = gr.Image(label="Spectrogram", type="filepath", interactive=False)
-                settings = gr.JSON(label="Settings (the sidecar)")
-                earlier = gr.File(label="Earlier clips (this session)", file_count="multiple", interactive=False)
+                settings = gr.JSON(label="Settings (the sidecar)", max_height=300)
+                earlier = gr.File(label="Earlier clips (this session)", file_count="multiple", interactive=False,
+                                  visible=False)
         history = gr.State([])
         outputs = [final, live, downloads, spectrogram, seed_used, settings, earlier, history]
         event = start.click(make_generate(session, live_playback), api_name="generate", concurrency_limit=1,
@@ -128,7 +130,7 @@ def finished(clip: Clip, history: list[str]) -> tuple:
         f": {record['audio_seconds']:.1f} s of audio in {record['seconds_taken']['generate']:.1f} s"
     earlier = [path for path in history[:-1] if path_exists(path)]
     return (str(clip.wav), gr.skip(), [str(clip.wav), str(clip.flac)], str(clip.spectrogram), seed, record,
-            earlier or None, history)
+            gr.update(value=earlier or None, visible=bool(earlier)), history)
 
 
 def path_exists(path: str) -> bool:
