@@ -176,3 +176,28 @@ def test_request_checks_are_the_clis():
             check_request(**values, model="demo", max_duration=300)
     assert check_request("jazz", 2, "", 250, 0.0, 1.0, 3.0, model="demo", max_duration=300).seed is None
 
+
+
+def test_melody_model_follows_an_uploaded_melody(tmp_path):
+    """A melody model: the page offers the melody upload, and a request with one is generated and recorded."""
+    gr = pytest.importorskip("gradio")
+    from inference.app_page import build_page
+    from inference.app_session import Clip, ClipStore, GenerationSession
+    from tests.musicgen_oracle import save_tiny_melody_musicgen
+
+    _, folder = save_tiny_melody_musicgen(tmp_path / "melody")
+    tune = tmp_path / "tune.wav"
+    soundfile.write(tune, np.sin(np.arange(1600) * 0.3).astype(np.float32), 800)
+    store = ClipStore()
+    try:
+        session = GenerationSession(str(folder), store)
+        uploads = [c for c in build_page(session).blocks.values() if isinstance(c, gr.Audio) and c.label.startswith(
+            "Melody")]
+        assert session.is_melody and uploads[0].visible
+        request = check_request("jazz", 1.0, "3", 250, 0.0, 1.0, 3.0, model=session.source, max_duration=300,
+                                melody=str(tune))
+        *pieces, clip = session.generate(request, False, "visitor")
+        assert isinstance(clip, Clip) and clip.record["melody"] == "tune.wav"
+        assert sum(piece.shape[-1] for piece in pieces) == soundfile.info(clip.wav).frames == 800
+    finally:
+        store.close()
