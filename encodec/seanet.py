@@ -45,6 +45,9 @@ class ResidualBlock(nn.Module):
         return self.shortcut(x) + self.block(x)  # [B, dim, T]
 
 
+LSTMState = tuple[torch.Tensor, torch.Tensor]  # nn.LSTM's (h, c), each [num_layers, B, D]
+
+
 class LSTMBlock(nn.Module):
     """A unidirectional LSTM over time with a skip connection, in conv layout: [B, D, T] -> [B, D, T]."""
 
@@ -53,9 +56,14 @@ class LSTMBlock(nn.Module):
         self.lstm = nn.LSTM(dim, dim, num_layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)[0]
+
+    def run(self, x: torch.Tensor, state: LSTMState | None = None) -> tuple[torch.Tensor, LSTMState]:
+        """Like forward, from `state` (zeros when None); also returns the state after the last step, so that
+        a sequence fed in pieces gives the same output as fed whole (streaming decoding)."""
         x = x.permute(2, 0, 1)  # [T, B, D], nn.LSTM's default layout
-        y = self.lstm(x)[0] + x
-        return y.permute(1, 2, 0)  # [B, D, T]
+        y, state = self.lstm(x, state)
+        return (y + x).permute(1, 2, 0), state  # [B, D, T]
 
 
 def _down_blocks(config: EncodecConfig) -> list[nn.Module]:

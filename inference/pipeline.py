@@ -12,7 +12,7 @@ Speed is applied to the one LM at load time (`inference/speed.py`: reduced preci
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -21,9 +21,10 @@ from encodec import EncodecModel
 from inference.audio import check_finite, resample
 from inference.audio_prompt import prepare_prompt
 from inference.chunked import decode_in_chunks
-from inference.generation import Window, generate_long, plan_steps, plan_windows
+from inference.generation import Window, cuda_graph_step, piece_frames, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
 from inference.speed import load_transform
+from inference.streaming import stream_audio
 from lm.chroma import ChromaExtractor, null_chroma
 from lm.model import MusicGenLM
 from lm.sampling import SamplingParams
@@ -56,6 +57,7 @@ class MusicGen:
         if cuda_graph and self.device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device; the model is on {self.device.type}")
         self.cuda_graph = cuda_graph
+        self.step_transform = cuda_graph_step if cuda_graph else None  # wraps the decoding loop's one-step pass
         codec_codebooks = codec.num_codebooks * lm.config.audio_channels
         if lm.config.num_codebooks != codec_codebooks:
             raise ValueError(f"the LM predicts {lm.config.num_codebooks} codebooks, the codec gives "
@@ -132,12 +134,10 @@ class MusicGen:
         descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
         if not descriptions:
             raise ValueError("give at least one description (None or '' for unconditional generation)")
-        prompt = torch.zeros(len(descriptions), self.lm.config.num_codebooks, 0, dtype=torch.long,
-                             device=self.device)
         sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
                                   cfg_coef=cfg_coef)
-        return self._generate(descriptions, prompt, self._num_frames(duration), sampling=sampling, seed=seed,
-                              progress=progress, callback=callback)
+        return self._generate(descriptions, self._no_prompt(len(descriptions)), self._num_frames(duration),
+                              sampling=sampling, seed=seed, progress=progress, callback=callback)
 
     def generate_with_chroma(self, descriptions: list[str | None] | str, melody_wavs: torch.Tensor | list,
                              melody_sample_rate: int, duration: float = 10.0, seed: int | None = None,
@@ -156,19 +156,10 @@ class MusicGen:
             melody_sample_rate: their sample rate (resampled to the model's).
             Other arguments as `generate`; the duration is limited to one window (`max_duration`).
         """
-        if self.lm.config.num_chroma is None:
-            raise ValueError("this model is not a melody model: it cannot follow a melody")
         descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
-        if isinstance(melody_wavs, torch.Tensor):
-            melody_wavs = list(melody_wavs[None] if melody_wavs.dim() == 2 else melody_wavs)
-        if len(melody_wavs) != len(descriptions):
-            raise ValueError(f"got {len(melody_wavs)} melodies for {len(descriptions)} descriptions")
         num_frames = self._num_frames(duration)
-        if num_frames > self.max_duration * self.frame_rate + 1e-6:
-            raise ValueError(f"melody conditioning covers one window: duration must be <= {self.max_duration} s")
-        chroma = [self._chroma(wav, melody_sample_rate) for wav in melody_wavs]
-        prompt = torch.zeros(len(descriptions), self.lm.config.num_codebooks, 0, dtype=torch.long,
-                             device=self.device)
+        chroma = self._melodies(descriptions, melody_wavs, melody_sample_rate, num_frames)
+        prompt = self._no_prompt(len(descriptions))
         sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
                                   cfg_coef=cfg_coef)
         codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
@@ -190,23 +181,52 @@ class MusicGen:
             duration: seconds of the result, prompt included.
             Other arguments as `generate`.
         """
-        prompt = prepare_prompt(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate)  # [B, K, T_p]
-        prompt = prompt.to(self.device)
-        batch = prompt.shape[0]
-        if descriptions is None:
-            descriptions = [None] * batch
-        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
-        if len(descriptions) != batch:
-            raise ValueError(f"got {len(descriptions)} descriptions for {batch} audio prompts")
         num_frames = self._num_frames(duration)
-        if prompt.shape[-1] >= num_frames:
-            raise ValueError(f"the prompt ({prompt.shape[-1] / self.frame_rate:.2f} s) must be shorter than the "
-                             f"requested duration ({duration} s), which includes it")
+        prompt, descriptions = self._audio_prompt(prompt_wav, prompt_sample_rate, descriptions, num_frames)
         sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
                                   cfg_coef=cfg_coef)
         codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
                                callback=callback)
         return self.decode(codes)
+
+    def generate_stream(self, descriptions: list[str | None] | str, duration: float = 10.0, seed: int | None = None,
+                        chunk_seconds: float = 1.0, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
+                        temperature: float = 1.0, cfg_coef: float = 3.0, progress: bool = False,
+                        callback: Callable[[int, int], None] | None = None, prompt_wav: torch.Tensor | None = None,
+                        prompt_sample_rate: int | None = None, melody_wavs: torch.Tensor | list | None = None,
+                        melody_sample_rate: int | None = None) -> Iterator[torch.Tensor]:
+        """Generate as `generate` (or `generate_continuation` with `prompt_wav`, `generate_with_chroma` with
+        `melody_wavs`), yielding the audio while it is made: chunks [B, C, n] at `sample_rate`.
+
+        Each chunk comes as soon as the tokens it needs exist (inference/streaming.py: the codec's decoder is fed
+        in order, its LSTM state carried, so nothing is decoded twice). Put end to end, the chunks are the audio
+        the matching `generate*` call returns with the same arguments (up to float rounding), before loudness
+        normalisation. With an audio prompt the first chunk is the prompt's own reconstruction, at once.
+
+        Args:
+            chunk_seconds: audio per chunk (the last one is what is left); smaller chunks come sooner.
+            Other arguments as `generate`, `generate_continuation` and `generate_with_chroma`.
+        """
+        if not (isinstance(chunk_seconds, int | float) and 0 < chunk_seconds < math.inf):
+            raise ValueError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds}")
+        if prompt_wav is not None and melody_wavs is not None:
+            raise ValueError("give an audio prompt or a melody, not both")
+        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+        num_frames = self._num_frames(duration)
+        chroma = None
+        if prompt_wav is not None:
+            prompt, descriptions = self._audio_prompt(prompt_wav, prompt_sample_rate, descriptions, num_frames)
+        else:
+            prompt = self._no_prompt(len(descriptions))
+            if melody_wavs is not None:
+                chroma = self._melodies(descriptions, melody_wavs, melody_sample_rate, num_frames)
+        sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
+                                  cfg_coef=cfg_coef)
+        frames = self._frames(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
+                              callback=callback, chroma=chroma)
+        chunk_frames = max(1, round(chunk_seconds * self.frame_rate))
+        with torch.no_grad():
+            yield from stream_audio(self.codec, self.audio_channels, prompt, frames, chunk_frames)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -234,15 +254,58 @@ class MusicGen:
         stride = math.floor(self.extend_stride * self.frame_rate + 1e-6)
         return plan_windows(prompt_frames, num_frames, self._window_frames(), stride)
 
+    def _no_prompt(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.lm.config.num_codebooks, 0, dtype=torch.long, device=self.device)  # [B, K, 0]
+
+    def _audio_prompt(self, prompt_wav: torch.Tensor, prompt_sample_rate: int | None,
+                      descriptions: list[str | None] | str | None,
+                      num_frames: int) -> tuple[torch.Tensor, list[str | None]]:
+        """The prompt's codes [B, K, T_p] and one description per prompt (None: no text)."""
+        prompt = prepare_prompt(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate)  # [B, K, T_p]
+        prompt = prompt.to(self.device)
+        batch = prompt.shape[0]
+        if descriptions is None:
+            descriptions = [None] * batch
+        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+        if len(descriptions) != batch:
+            raise ValueError(f"got {len(descriptions)} descriptions for {batch} audio prompts")
+        if prompt.shape[-1] >= num_frames:
+            raise ValueError(f"the prompt ({prompt.shape[-1] / self.frame_rate:.2f} s) must be shorter than the "
+                             f"requested duration ({num_frames / self.frame_rate:g} s), which includes it")
+        return prompt, descriptions
+
+    def _melodies(self, descriptions: list[str | None], melody_wavs: torch.Tensor | list,
+                  melody_sample_rate: int | None, num_frames: int) -> list[torch.Tensor | None]:
+        """One chroma [F, 12] (or None) per description, after checking that the model can follow them."""
+        if self.lm.config.num_chroma is None:
+            raise ValueError("this model is not a melody model: it cannot follow a melody")
+        if isinstance(melody_wavs, torch.Tensor):
+            melody_wavs = list(melody_wavs[None] if melody_wavs.dim() == 2 else melody_wavs)
+        if len(melody_wavs) != len(descriptions):
+            raise ValueError(f"got {len(melody_wavs)} melodies for {len(descriptions)} descriptions")
+        if num_frames > self.max_duration * self.frame_rate + 1e-6:
+            raise ValueError(f"melody conditioning covers one window: duration must be <= {self.max_duration} s")
+        return [self._chroma(wav, melody_sample_rate) for wav in melody_wavs]
+
     def _generate(self, descriptions: list[str | None], prompt: torch.Tensor, num_frames: int, *,
                   sampling: SamplingParams, seed: int | None, progress: bool,
                   callback: Callable[[int, int], None] | None,
                   chroma: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Codes [B, K, T]: the prompt, then the frames `_frames` makes."""
+        frames = self._frames(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
+                              callback=callback, chroma=chroma)
+        return torch.cat([prompt, torch.stack(list(frames), dim=-1)], dim=-1)  # [B, K, T]
+
+    def _frames(self, descriptions: list[str | None], prompt: torch.Tensor, num_frames: int, *,
+                sampling: SamplingParams, seed: int | None, progress: bool,
+                callback: Callable[[int, int], None] | None,
+                chroma: list[torch.Tensor | None] | None = None) -> Iterator[torch.Tensor]:
+        """The new frames [B, K] after `prompt` [B, K, T_prompt], up to `num_frames`, window after window."""
         plan = self.plan(prompt.shape[-1], num_frames)
         if plan[0].start > 0:  # a prompt of a window or more: the first window reads only its end
             warnings.warn(f"the audio prompt ({prompt.shape[-1] / self.frame_rate:.1f} s) is longer than one window "
                           f"of this model ({self.max_duration:g} s): continuing from its last "
-                          f"{plan[0].prompt / self.frame_rate:g} s", stacklevel=3)
+                          f"{plan[0].prompt / self.frame_rate:g} s", stacklevel=4)
         total = plan_steps(plan, max(self.lm.config.delays))
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         cond = self._condition(descriptions, with_null=sampling.guided, chroma=chroma)
@@ -257,8 +320,8 @@ class MusicGen:
                 callback(done, total)
 
         try:
-            return generate_long(self.lm, cond, prompt, plan, sampling=sampling, generator=generator,
-                                 on_step=on_step, cuda_graph=self.cuda_graph)
+            yield from piece_frames(self.lm, cond, prompt, plan, sampling=sampling, generator=generator,
+                                    on_step=on_step, step_transform=self.step_transform)
         finally:
             bar.close()
 
