@@ -74,11 +74,11 @@ def build_page(session: GenerationSession) -> gr.Blocks:
                                   visible=False)
         history = gr.State([])
         outputs = [final, live, downloads, spectrogram, seed_used, settings, earlier, history]
-        event = start.click(make_generate(session, live_playback), api_name="generate", concurrency_limit=1,
+        start.click(make_generate(session, live_playback), api_name="generate", concurrency_limit=1,
                             concurrency_id="model", outputs=outputs,
                             inputs=[prompt, duration, seed, top_k, top_p, temperature, cfg, int8, melody,
                                     prompt_audio, history])
-        stop.click(make_stop(session), cancels=[event], queue=False, api_name=False)
+        stop.click(make_stop(session), queue=False, api_name=False)
     return page
 
 
@@ -104,21 +104,22 @@ def make_generate(session: GenerationSession, live_playback: bool):
             checked = check_request(prompt, duration, seed, top_k, top_p, temperature, cfg, model=session.source,
                                     max_duration=MAX_DURATION, prompt_audio=prompt_audio, melody=melody)
             visitor = request.session_hash if request is not None else ""
-            first = True
+            made = 0  # samples streamed so far
             for item in session.generate(checked, bool(int8), visitor):
                 if isinstance(item, Clip):
                     history = [*(history or []), str(item.wav)]
                     yield finished(item, history)
-                elif live_playback:
-                    clear = None if first else gr.skip()  # the previous clip's outputs go at the first audio
-                    first = False
-                    yield clear, wav_bytes(item, session.mg.sample_rate), clear, clear, clear, clear, gr.skip(), \
-                        gr.skip()
+                    continue
+                clear = None if made == 0 else gr.skip()  # the previous clip's outputs go at the first audio
+                made += item.shape[-1]
+                live = wav_bytes(item, session.mg.sample_rate) if live_playback else gr.skip()
+                yield clear, live, clear, clear, clear, clear, gr.skip(), gr.skip()
         except RequestError as err:
             message = str(err)
             raise gr.Error(message[:1].upper() + message[1:], print_exception=False) from None
         except Stopped:
-            return
+            stopped = f"Stopped after {made / session.mg.sample_rate:.1f} s of audio (not saved)"
+            yield (gr.skip(),) * 4 + (stopped,) + (gr.skip(),) * 3
 
     return generate
 
@@ -140,7 +141,8 @@ def path_exists(path: str) -> bool:
 
 
 def make_stop(session: GenerationSession):
-    """The Stop button: the visitor's generation ends after its current decoding step."""
+    """The Stop button: the visitor's running generation ends after its current decoding step. (Not Gradio's
+    `cancels`, which would mark every output as an error; what was played stays in the live player.)"""
 
     def stop(request: gr.Request):
         session.stop(request.session_hash)

@@ -121,8 +121,8 @@ def test_stop_ends_the_generation_within_a_step(app):
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM} (apt-get install chromium)")
 def test_page_in_a_browser(app, tmp_path):
-    """Headless Chromium: type a prompt, press Generate, and an <audio> with a source appears (the final clip).
-    APP_SCREENSHOT=docs/app.png keeps the screenshot."""
+    """Headless Chromium: type a prompt, press Generate, and an <audio> with a source appears (the final clip);
+    Stop ends the next one as its audio comes. APP_SCREENSHOT=docs/app.png keeps the screenshot."""
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     url, _ = app
     with sync_playwright() as playwright:
@@ -138,6 +138,11 @@ def test_page_in_a_browser(app, tmp_path):
         assert "Seed" in page.locator("#seed-used").inner_text()
         page.wait_for_timeout(500)  # the waveform and the spectrogram finish drawing
         page.screenshot(path=tmp_path / "app.png", full_page=True)
+        page.locator("#duration input[type=number]").fill("60")  # Stop: a long one, stopped once audio comes
+        page.locator("#generate").click()
+        page.wait_for_function("!document.querySelector('#seed-used').innerText.includes('Seed')")  # cleared
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text("Stopped after").wait_for(timeout=20_000)
         browser.close()
     if target := os.environ.get("APP_SCREENSHOT"):
         shutil.copy(tmp_path / "app.png", target)
