@@ -18,7 +18,7 @@ import argparse
 import signal
 import sys
 
-from generate import DEFAULT_MODEL, fail, on_sigterm
+from generate import DEFAULT_MODEL, fail
 from inference.cli_inputs import CliError
 
 
@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt()  # Gradio closes the server as after Ctrl-C, and main() removes the clips' folder
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.port < 65536:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from inference.request_checks import MAX_UPLOAD_BYTES
 
     store = ClipStore()
-    signal.signal(signal.SIGTERM, on_sigterm)  # stop as after Ctrl-C: the clips' folder is removed
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         session = GenerationSession(args.model, store, thread_policy)
         print(f"model      {session.source} ({session.mg.device.type})\nthreads    {thread_policy}\nclips in   "
