@@ -79,8 +79,9 @@ def check_request(prompt: str | None, duration: float | None, seed: str | float 
         (text,) = read_prompts([prompt], None)
         check_numbers(args)
         sampling = sampling_settings(args)
-        continued = read_prompt_audio(checked_upload(prompt_audio), args.duration) if prompt_audio else None
-        followed = read_melody(checked_upload(melody), model, args.duration) if melody else None
+        continued = read_prompt_audio(checked_upload(prompt_audio, "the audio prompt"), args.duration) \
+            if prompt_audio else None
+        followed = read_melody(checked_upload(melody, "the melody"), model, args.duration) if melody else None
     except (CliError, ValueError, TypeError) as err:
         raise RequestError(page_message(str(err), [prompt_audio, melody])) from None
     return Request(text, float(args.duration), args.seed, sampling, continued, followed,
@@ -113,28 +114,31 @@ def whole_number(value: float | None, name: str) -> int | None:
     return int(value)
 
 
-def checked_upload(path: str) -> Path:
-    """An uploaded audio file, refused from its size and header (too large, too long, not audio) before it is
-    decoded."""
+def checked_upload(path: str, what: str) -> Path:
+    """An uploaded audio file (`what`: "the melody", ...), refused from its size and header (too large, too long,
+    not audio) before it is decoded."""
     from inference.audio import audio_seconds
 
     path = Path(path)
     size = os.path.getsize(path) if path.is_file() else 0
     if size > MAX_UPLOAD_BYTES:
-        raise RequestError(f"{path.name} is {size / 2**20:.0f} MB, more than the limit of "
-                           f"{MAX_UPLOAD_BYTES // 2**20} MB")
-    seconds = audio_seconds(path)  # AudioFileError when missing or not audio
+        raise RequestError(f"{what} {path.name} is {size / 2**20:.1f} MB, more than the limit of "
+                           f"{MAX_UPLOAD_BYTES / 2**20:g} MB")
+    try:
+        seconds = audio_seconds(path)
+    except ValueError as err:  # AudioFileError: missing, not audio
+        raise RequestError(f"{what}: {err}") from None
     if seconds > MAX_UPLOAD_SECONDS:
-        raise RequestError(f"{path.name} lasts {seconds:.1f} s, longer than the limit of {MAX_UPLOAD_SECONDS:g} s")
+        raise RequestError(f"{what} {path.name} lasts {seconds:.1f} s, longer than the limit of "
+                           f"{MAX_UPLOAD_SECONDS:g} s")
     return path
 
 
 def page_message(message: str, uploads: list[str | None]) -> str:
     """A check's message as the page shows it: the page's field names, and uploads by their names, not the
-    server's temporary paths."""
+    server's temporary paths (the page capitalises the first letter)."""
     for upload in uploads:
         if upload:
             message = message.replace(str(upload), Path(upload).name)
     pattern = "|".join(re.escape(flag) for flag in sorted(FIELD_NAMES, key=len, reverse=True))
-    message = re.sub(pattern, lambda match: FIELD_NAMES[match.group(0)], message)
-    return message[:1].upper() + message[1:]
+    return re.sub(pattern, lambda match: FIELD_NAMES[match.group(0)], message)

@@ -64,7 +64,7 @@ def test_generate_endpoint_returns_the_clis_clip(app):
 @pytest.mark.parametrize("make, seed, expected", [
     (None, "abc", "Seed must be a whole number"),
     ("nan", "", "holds 5 NaN"),
-    ("text", "", "Cannot read notes.wav as audio"),
+    ("text", "", "The audio prompt: cannot read notes.wav as audio"),
     ("long", "", "The audio prompt long.wav lasts 3.00 s: duration (2 s) counts"),
 ])
 def test_bad_requests_are_refused_in_one_line(app, tmp_path, make, seed, expected):
@@ -170,11 +170,19 @@ def test_clip_store_keeps_a_bounded_count_and_age(tmp_path):
     assert not store.folder.exists()
 
 
-def test_request_checks_are_the_clis():
-    """The CLI's rules with the page's names; the seed field: empty is random, text must be a whole number."""
+def test_request_checks_are_the_clis(tmp_path, monkeypatch):
+    """The CLI's rules with the page's names; the seed field: empty is random, text must be a whole number; an
+    upload over the size limit is refused from its size alone."""
+    from inference import request_checks
+
+    big = tmp_path / "big.wav"
+    soundfile.write(big, np.zeros(1000, np.float32), 8000)
+    monkeypatch.setattr(request_checks, "MAX_UPLOAD_BYTES", 1000)
+    with pytest.raises(RequestError, match="the audio prompt big.wav is 0.0 MB, more than the limit"):
+        check_request("jazz", 2.0, "", 250, 0.0, 1.0, 3.0, model="demo", max_duration=300, prompt_audio=str(big))
     assert parse_seed("") is None and parse_seed(" 42 ") == 42 and parse_seed(42.0) == 42
-    cases = [(dict(top_k=-1), "Top-k"), (dict(temperature=math.nan), "Temperature"), (dict(seed="4.5"), "seed"),
-             (dict(seed=str(2**64)), "Seed must be in"), (dict(prompt="x" * 3000), "3000 characters")]
+    cases = [(dict(top_k=-1), "top-k"), (dict(temperature=math.nan), "temperature"), (dict(seed="4.5"), "seed"),
+             (dict(seed=str(2**64)), "seed must be in"), (dict(prompt="x" * 3000), "3000 characters")]
     for change, expected in cases:
         values = dict(prompt="jazz", duration=2.0, seed="", top_k=250, top_p=0.0, temperature=1.0, cfg=3.0) | change
         with pytest.raises(RequestError, match=expected):
