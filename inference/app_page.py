@@ -62,7 +62,7 @@ def build_page(session: GenerationSession) -> gr.Blocks:
                 gr.Examples([[text] for text in EXAMPLES], inputs=[prompt], label="Examples")
             with gr.Column():
                 live = gr.Audio(label="Live (plays while it is generated, before normalisation)",
-                                streaming=True, autoplay=True, interactive=False, visible=live_playback,
+                                streaming=True, autoplay=True, interactive=False, visible=live_playback, elem_id="live",
                                 buttons=["download"])
                 final = gr.Audio(label="Final clip (normalised to -14 LUFS, as generate.py writes it)",
                                  type="filepath", interactive=False, elem_id="final", buttons=["download"])
@@ -127,8 +127,10 @@ def make_generate(session: GenerationSession, live_playback: bool):
 def finished(clip: Clip, history: list[str]) -> tuple:
     """The outputs of a finished clip, in the order of `build_page`'s outputs."""
     record = clip.record
+    taken = record["seconds_taken"]
     seed = f"Seed **{record['seed']}**" + (" (random)" if record["seed_was_random"] else "") + \
-        f": {record['audio_seconds']:.1f} s of audio in {record['seconds_taken']['generate']:.1f} s"
+        f": {record['audio_seconds']:.1f} s of audio in {taken['generate']:.1f} s (the first after " \
+        f"{taken['first_audio']:.2f} s)"
     earlier = [path for path in history[:-1] if path_exists(path)]
     return (str(clip.wav), gr.skip(), [str(clip.wav), str(clip.flac)], str(clip.spectrogram), seed, record,
             gr.update(value=earlier or None, visible=bool(earlier)), history)
