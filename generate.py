@@ -15,7 +15,9 @@ any result can be generated again. Many prompts are generated in batches of a si
 import threads  # noqa: I001  (first: the CPU thread policy must be set before torch loads)
 
 import argparse
+import contextlib
 import io
+import os
 import math
 import secrets
 import signal
@@ -99,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds of audio per clip (default: 10)")
     parser.add_argument("--output", default="out.wav", metavar="PATH",
                         help="a .wav or .flac file (several prompts: PATH_1.wav, PATH_2.wav, ...) or a folder "
-                             "ending in '/', created when missing (default: out.wav)")
+                             "ending in '/', created when missing; '-' streams one clip as a WAV to standard output "
+                             "while it is made (at the model's level, true peak under -1 dBFS: loudness "
+                             "normalisation needs the whole clip) (default: out.wav)")
     parser.add_argument("--format", choices=("wav", "flac"), help="format of the files written into a folder "
                                                                   "(default: wav)")
     parser.add_argument("--seed", type=int, help="random seed in [0, 2**63 - 1] (default: a random one, printed and "
@@ -156,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     show_warning = warnings.showwarning
     warnings.showwarning = print_note  # what the library warns about (a prompt longer than a window) is one line
+    audio_out = sys.stdout.buffer if args.output == "-" else None  # --output -: the WAV to stdout, text to stderr
     try:
-        return run(args, argv if argv is not None else sys.argv[1:])
+        with contextlib.redirect_stdout(sys.stderr if audio_out is not None else sys.stdout):
+            return run(args, argv if argv is not None else sys.argv[1:], audio_out)
     except CliError as err:
         return fail(str(err))
     except (ValueError, OSError) as err:  # CheckpointError, AudioFileError, I/O errors
@@ -185,7 +191,7 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> int:
+def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
     # Everything that can be checked without the model is checked first: a typo should not cost a download.
     prompts = read_prompts(args.prompts, args.prompts_file)
     check_numbers(args)
@@ -195,7 +201,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     device, dtype = resolve_device(args.device, args.dtype, args.quantize)
     if args.cuda_graph and device != "cuda":
         raise CliError("--cuda-graph needs a CUDA device (--device cuda)")
-    outputs = plan_outputs(args.output, args.format, prompts, args.spectrogram)
+    if audio_out is not None:
+        check_streaming(args, prompts)
+    outputs = [Path("-")] if audio_out is not None else plan_outputs(args.output, args.format, prompts,
+                                                                     args.spectrogram)
     if args.melody and args.prompt_audio:
         raise CliError("--melody and --prompt-audio cannot be combined")
     thread_policy = threads.apply_threads(args.threads)
@@ -213,7 +222,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         model=str(DEMO_FOLDER) if model == "demo" else resolve_source(model or DEFAULT_MODEL),
         device=device, dtype=dtype, quantize=args.quantize, cuda_graph=args.cuda_graph, threads=thread_policy,
         duration=args.duration,
-        seed=seed, seed_was_random=args.seed is None, sampling=sampling, normalize=args.normalize,
+        seed=seed, seed_was_random=args.seed is None, sampling=sampling,
+        normalize="stream" if audio_out is not None else args.normalize,
         target_lufs=args.lufs, peak_db=-1.0, prompt_audio=str(args.prompt_audio) if args.prompt_audio else None,
         melody=str(args.melody) if args.melody else None, denoise=DENOISE_STRENGTH if args.denoise else 0.0)
     print_settings(settings, prompts, outputs)
@@ -230,6 +240,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     import torch
 
+    if audio_out is not None:
+        return stream_wav(mg, prompts[0], prompt_audio, melody, settings, audio_out)
     batch_size = choose_batch_size(mg, args.batch_size, len(prompts), prompt_audio, settings)
     total_seconds, clip_seconds = 0.0, 0.0
     for b, start in enumerate(range(0, len(prompts), batch_size)):  # each batch written before the next starts
@@ -305,7 +317,8 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
     p = s.sampling
     sampling = "greedy" if not p.use_sampling else f"top-k {p.top_k}, top-p {p.top_p:g}, temperature {p.temperature:g}"
     normalize = {"loudness": f"loudness {s.target_lufs:g} LUFS, true peak <= {s.peak_db:g} dBFS",
-                 "peak": f"true peak to {s.peak_db:g} dBFS", "none": "none"}[s.normalize]
+                 "peak": f"true peak to {s.peak_db:g} dBFS", "none": "none",
+                 "stream": f"none (streamed: the model's level, true peak <= {s.peak_db:g} dBFS)"}[s.normalize]
     lm = f"int8 weights, {s.dtype} activations" if s.quantize == "int8" else s.dtype
     graph = ", CUDA graph" if s.cuda_graph else ""
     rows = [("model", s.model), ("device", f"{s.device}, LM in {lm}{graph} (text encoder and codec float32)"),
@@ -381,6 +394,48 @@ def generate(mg, prompts: list[str], prompt_audio, melody, s: Settings, seed: in
     wav, sample_rate = prompt_audio
     batch = wav[None].expand(len(prompts), -1, -1)  # [B, C, N]: the same opening for every prompt
     return mg.generate_continuation(batch, sample_rate, descriptions=descriptions, duration=s.duration, **sampling)
+
+
+def check_streaming(args: argparse.Namespace, prompts: list[str]) -> None:
+    """--output - streams one clip as it is made: what needs several clips or the whole clip is refused."""
+    if len(prompts) != 1:
+        raise CliError(f"--output - streams one clip: give one prompt, not {len(prompts)}")
+    for flag, given in (("--spectrogram", args.spectrogram), ("--denoise", args.denoise), ("--format", args.format),
+                        ("--batch-size", args.batch_size)):
+        if given:
+            raise CliError(f"{flag} needs the whole clip written to a file: it cannot be used with --output -")
+
+
+def stream_wav(mg, prompt: str, prompt_audio, melody, s: Settings, out) -> int:
+    """Write one clip to the binary stream `out` as a WAV file while it is generated (inference/wav_stream.py)."""
+    from inference.wav_stream import StreamingLimiter, pcm16, wav_header
+
+    options = dict(seed=s.seed, progress=True, **asdict(s.sampling))
+    if melody is not None:
+        options.update(melody_wavs=[melody[0]], melody_sample_rate=melody[1])
+    if prompt_audio is not None:
+        options.update(prompt_wav=prompt_audio[0][None], prompt_sample_rate=prompt_audio[1])
+    frames = max(1, math.floor(s.duration * mg.frame_rate + 1e-6))
+    limiter = StreamingLimiter(mg.sample_rate, s.peak_db)
+    stream = mg.generate_stream([prompt or None], duration=s.duration, **options)
+    started, written = time.perf_counter(), 0
+    try:
+        out.write(wav_header(frames * mg.codec.hop_length, mg.audio_channels, mg.sample_rate))
+        for chunk in stream:
+            audio = limiter.push(chunk[0].cpu())  # [C, n]
+            out.write(pcm16(audio))
+            out.flush()
+            written += audio.shape[-1]
+        out.write(pcm16(limiter.flush()))
+        out.flush()
+    except BrokenPipeError:  # the player quit: stop generating, and let nothing else write to the closed pipe
+        stream.close()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        print(f"standard output was closed after {written / mg.sample_rate:.1f} s of audio: stopped")
+        return 0
+    seconds = time.perf_counter() - started
+    print(f"streamed {frames / mg.frame_rate:.2f} s of audio in {seconds:.1f} s (seed {s.seed})")
+    return 0
 
 
 if __name__ == "__main__":
