@@ -9,17 +9,15 @@ API: its parameters are `prompt`, `duration`, `seed`, then the optional ones, an
 clip's file, so `gradio_client.Client(url).predict("jazz", 5, 42, api_name="/generate")[0]` is a WAV path.
 """
 
-import io
 import shutil
-import wave
 
 import gradio as gr
-import numpy as np
 import torch
 
 from generate import DEMO_FOLDER
 from inference.app_session import Clip, GenerationSession, Stopped
 from inference.request_checks import RequestError, check_request
+from inference.wav_stream import StreamingLimiter, pcm16, wav_header
 
 EXAMPLES = [
     "An uplifting jazz song that makes your head shake",
@@ -30,6 +28,7 @@ EXAMPLES = [
     "A string quartet playing a bright baroque dance",
 ]
 MAX_DURATION = 300.0  # seconds the page offers (long form: several windows of the model)
+PEAK_DB = -1.0  # the live player's true-peak ceiling (the final clip's too)
 CACHE_CLEANUP = (600, 3600)  # Gradio's cache (uploads, served copies): checked every 10 min, files over 1 h removed
 
 
@@ -61,7 +60,7 @@ def build_page(session: GenerationSession) -> gr.Blocks:
                                         sources=["upload"], type="filepath")
                 gr.Examples([[text] for text in EXAMPLES], inputs=[prompt], label="Examples")
             with gr.Column():
-                live = gr.Audio(label="Live (plays while it is generated, before normalisation)",
+                live = gr.Audio(label="Live (plays while it is generated, at the model's level, peaks limited)",
                                 streaming=True, autoplay=True, interactive=False, visible=live_playback, elem_id="live",
                                 buttons=["download"])
                 final = gr.Audio(label="Final clip (normalised to -14 LUFS, as generate.py writes it)",
@@ -104,16 +103,20 @@ def make_generate(session: GenerationSession, live_playback: bool):
             checked = check_request(prompt, duration, seed, top_k, top_p, temperature, cfg, model=session.source,
                                     max_duration=MAX_DURATION, prompt_audio=prompt_audio, melody=melody)
             visitor = request.session_hash if request is not None else ""
+            limiter = StreamingLimiter(session.mg.sample_rate, PEAK_DB)  # the live player's level: as --output -
+
+            def to_player(audio: torch.Tensor):
+                return wav_bytes(audio, session.mg.sample_rate) if live_playback else gr.skip()
+
             made = 0  # samples streamed so far
             for item in session.generate(checked, bool(int8), visitor):
                 if isinstance(item, Clip):
                     history = [*(history or []), str(item.wav)]
-                    yield finished(item, history)
+                    yield finished(item, history, to_player(limiter.flush()))
                     continue
                 clear = None if made == 0 else gr.skip()  # the previous clip's outputs go at the first audio
                 made += item.shape[-1]
-                live = wav_bytes(item, session.mg.sample_rate) if live_playback else gr.skip()
-                yield clear, live, clear, clear, clear, clear, gr.skip(), gr.skip()
+                yield clear, to_player(limiter.push(item)), clear, clear, clear, clear, gr.skip(), gr.skip()
         except RequestError as err:
             message = str(err)
             raise gr.Error(message[:1].upper() + message[1:], print_exception=False) from None
@@ -124,15 +127,16 @@ def make_generate(session: GenerationSession, live_playback: bool):
     return generate
 
 
-def finished(clip: Clip, history: list[str]) -> tuple:
-    """The outputs of a finished clip, in the order of `build_page`'s outputs."""
+def finished(clip: Clip, history: list[str], live_end) -> tuple:
+    """The outputs of a finished clip, in the order of `build_page`'s outputs (`live_end`: the stream's last
+    audio)."""
     record = clip.record
     taken = record["seconds_taken"]
     seed = f"Seed **{record['seed']}**" + (" (random)" if record["seed_was_random"] else "") + \
         f": {record['audio_seconds']:.1f} s of audio in {taken['generate']:.1f} s (the first after " \
         f"{taken['first_audio']:.2f} s)"
     earlier = [path for path in history[:-1] if path_exists(path)]
-    return (str(clip.wav), gr.skip(), [str(clip.wav), str(clip.flac)], str(clip.spectrogram), seed, record,
+    return (str(clip.wav), live_end, [str(clip.wav), str(clip.flac)], str(clip.spectrogram), seed, record,
             gr.update(value=earlier or None, visible=bool(earlier)), history)
 
 
@@ -152,13 +156,6 @@ def make_stop(session: GenerationSession):
     return stop
 
 
-def wav_bytes(chunk: torch.Tensor, sample_rate: int) -> bytes:
+def wav_bytes(audio: torch.Tensor, sample_rate: int) -> bytes:
     """A piece of audio [C, n] as a 16-bit WAV file in memory, what Gradio's streaming player takes."""
-    samples = (chunk.float().clamp(-1, 1) * 32767).round().to(torch.int16).T.contiguous().numpy()  # [n, C]
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(chunk.shape[0])
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(np.ascontiguousarray(samples).tobytes())
-    return buffer.getvalue()
+    return wav_header(audio.shape[-1], audio.shape[0], sample_rate) + pcm16(audio)
