@@ -119,6 +119,20 @@ def test_stop_ends_the_generation_within_a_step(app):
     assert set(session.store.folder.iterdir()) == before and not session.lock.locked()
 
 
+def test_audio_prompt_is_continued(app, tmp_path):
+    """An uploaded audio prompt: the streamed pieces, put end to end, are `generate_continuation`'s audio (the
+    prompt's own reconstruction first), and the sidecar names the upload."""
+    _, session = app
+    intro = tmp_path / "intro.wav"
+    soundfile.write(intro, 0.3 * np.sin(np.arange(12000) * 2 * np.pi * 440 / 48000).astype(np.float32), 48000)
+    request = check_request("jazz", 1.0, "5", 250, 0.0, 1.0, 3.0, model=session.source, max_duration=300,
+                            prompt_audio=str(intro))
+    *pieces, clip = session.generate(request, False, "visitor")
+    expected = session.mg.generate_continuation(*request.prompt_audio, ["jazz"], duration=1.0, seed=5)[0]  # [C, N]
+    assert np.abs(np.concatenate(pieces, axis=-1) - expected.numpy()).max() < 1e-4
+    assert clip.record["prompt_audio"] == "intro.wav"
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM} (apt-get install chromium)")
 def test_page_in_a_browser(app, tmp_path):
     """Headless Chromium: type a prompt, press Generate, and an <audio> with a source appears (the final clip);
