@@ -67,7 +67,8 @@ def build_page(session: GenerationSession) -> gr.Blocks:
                                  type="filepath", interactive=False, elem_id="final", buttons=["download"])
                 seed_used = gr.Markdown(elem_id="seed-used")
                 downloads = gr.File(label="Download (WAV, FLAC)", file_count="multiple", interactive=False)
-                spectrogram = gr.Image(label="Spectrogram", type="filepath", interactive=False)
+                spectrogram = gr.Image(label="Spectrogram", type="filepath", interactive=False,
+                                       buttons=["download", "fullscreen"])
                 settings = gr.JSON(label="Settings (the sidecar)", max_height=300)
                 earlier = gr.File(label="Earlier clips (this session)", file_count="multiple", interactive=False,
                                   visible=False)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
+import threads
 from inference.request_checks import RequestError, check_request, parse_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def app():
     from inference.app_session import ClipStore, GenerationSession
 
     store = ClipStore()
-    session = GenerationSession("demo", store)
+    session = GenerationSession("demo", store, threads.apply_threads())
     page = build_page(session).queue()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -150,6 +151,7 @@ def test_page_in_a_browser(app, tmp_path):
         audio.wait_for(state="attached", timeout=60_000)
         assert audio.get_attribute("src")
         assert "Seed" in page.locator("#seed-used").inner_text()
+        page.get_by_text("Sampling", exact=True).click()  # the screenshot shows every control
         page.wait_for_timeout(500)  # the waveform and the spectrogram finish drawing
         page.screenshot(path=tmp_path / "app.png", full_page=True)
         page.locator("#duration input[type=number]").fill("60")  # Stop: a long one, stopped once audio comes
