@@ -16,6 +16,7 @@ import threads  # noqa: I001  (first: the CPU thread policy must be set before t
 
 import argparse
 import signal
+import socket
 import sys
 
 from generate import DEFAULT_MODEL, fail
@@ -35,6 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the app could not serve on host:port (taken, no such address), or None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
 def stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt()  # Gradio closes the server as after Ctrl-C, and main() removes the clips' folder
 
@@ -43,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.port < 65536:
         return fail(f"--port must be in 1..65535, got {args.port}")
+    host = "0.0.0.0" if args.listen else args.host
+    if problem := port_problem(host, args.port):  # before the model loads: a busy port costs no wait
+        return fail(f"cannot serve on {host}:{args.port}: {problem} (choose another --port or --host)")
     thread_policy = threads.apply_threads(args.threads)
     from inference.app_page import build_page
     from inference.app_session import ClipStore, GenerationSession
@@ -56,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{store.folder} (removed at exit)")
         page = build_page(session)
         page.queue(default_concurrency_limit=1).launch(
-            server_name="0.0.0.0" if args.listen else args.host, server_port=args.port, share=args.share,
+            server_name=host, server_port=args.port, share=args.share,
             max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[])
     except (CliError, ValueError, OSError) as err:
         return fail(str(err))
