@@ -16,6 +16,7 @@ import torch
 
 from generate import DEMO_FOLDER
 from inference.app_session import Clip, GenerationSession, Stopped
+from inference.outputs import OutputError
 from inference.request_checks import RequestError, check_request
 from inference.wav_stream import StreamingLimiter, pcm16, wav_header
 
@@ -118,7 +119,7 @@ def make_generate(session: GenerationSession, live_playback: bool):
                 clear = None if made == 0 else gr.skip()  # the previous clip's outputs go at the first audio
                 made += item.shape[-1]
                 yield clear, to_player(limiter.push(item)), clear, clear, clear, clear, gr.skip(), gr.skip()
-        except RequestError as err:
+        except (RequestError, OutputError) as err:  # a refused request, a clip that could not be written
             message = str(err)
             raise gr.Error(message[:1].upper() + message[1:], print_exception=False) from None
         except Stopped:

@@ -7,6 +7,7 @@ these into what the browser shows.
 """
 
 import json
+import math
 import secrets
 import shutil
 import tempfile
@@ -20,8 +21,10 @@ from pathlib import Path
 import torch
 
 import generate as cli
+from inference import MusicGen
+from inference.audio import atomic_path, write_error
 from inference.cli_inputs import resolve_device
-from inference.outputs import save_clip, slug
+from inference.outputs import OutputError, save_clip, slug
 from inference.request_checks import Request, RequestError
 
 MAX_CLIPS = 50  # clips kept on the server (all visitors together); older ones are removed first
@@ -90,7 +93,7 @@ class GenerationSession:
     def __init__(self, model: str | None, store: ClipStore, thread_policy: str = "") -> None:
         self.requested, self.store, self.thread_policy = model, store, thread_policy
         self.device, _ = resolve_device("auto", "auto", "none")
-        self.models: dict[str, torch.nn.Module] = {}
+        self.models: dict[str, MusicGen] = {}  # by quantize: "none", "int8"
         self.source, self.fallback_from = "", None
         self.load("none")
         self.lock = threading.Lock()  # one generation at a time (the page's queue also sends one at a time)
@@ -109,8 +112,9 @@ class GenerationSession:
         return self.models[quantize]
 
     @property
-    def mg(self):
-        """The model as loaded first (what the page describes; its int8 form shares everything but the weights)."""
+    def mg(self) -> "MusicGen":
+        """The model as loaded first, what the page describes (its int8 form is a second copy, text encoder and
+        codec included, loaded on first use)."""
         return self.models["none"]
 
     @property
@@ -149,13 +153,17 @@ class GenerationSession:
 
         started = time.perf_counter()
         first_audio, pieces = None, []
-        for chunk in mg.generate_stream([request.prompt or None], seed=seed, chunk_seconds=CHUNK_SECONDS,
-                                        callback=on_step, **stream_inputs(request)):
-            if chunk.shape[-1] == 0:
-                continue
-            first_audio = first_audio or time.perf_counter() - started
-            pieces.append(chunk[0].cpu())  # [C, n]
-            yield pieces[-1]
+        stream = mg.generate_stream([request.prompt or None], seed=seed, chunk_seconds=CHUNK_SECONDS, callback=on_step,
+                                    **stream_inputs(request))
+        try:
+            for chunk in stream:
+                if chunk.shape[-1] == 0:
+                    continue
+                first_audio = first_audio or time.perf_counter() - started
+                pieces.append(chunk[0].cpu())  # [C, n]
+                yield pieces[-1]
+        except torch.OutOfMemoryError:
+            raise RequestError("out of GPU memory: choose a shorter duration") from None
         seconds = time.perf_counter() - started
         wav = torch.cat(pieces, dim=-1)  # [C, N]: what generate() returns for the same request
         record = self.record(request, settings, mg.sample_rate, wav, seconds, first_audio)
@@ -180,18 +188,23 @@ class GenerationSession:
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "front_end": "app.py"}
 
     def write(self, wav: torch.Tensor, sample_rate: int, settings, record: dict) -> Clip:
-        """Write the clip as the CLI does (normalised WAV, sidecar, spectrogram), plus the same samples as FLAC."""
+        """Write the clip as the CLI does (normalised WAV, sidecar, spectrogram), plus the same samples as FLAC
+        (each file written under a temporary name and renamed into place). OutputError (one line) on failure."""
         import soundfile
 
         path = self.store.new_path(record["prompt"] or "unconditional", settings.seed)
         save_clip(path, wav, sample_rate, settings, record, spectrogram=True)
-        flac = path.with_suffix(".flac")
-        samples, rate = soundfile.read(path, dtype="int16", always_2d=True)  # [N, C]: the WAV's exact samples
-        soundfile.write(flac, samples, rate, subtype="PCM_16", format="FLAC")
-        sidecar = path.with_suffix(".json")
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-        record["files"]["flac"] = flac.name
-        sidecar.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        flac, sidecar = path.with_suffix(".flac"), path.with_suffix(".json")
+        try:
+            samples, rate = soundfile.read(path, dtype="int16", always_2d=True)  # [N, C]: the WAV's exact samples
+            with atomic_path(flac) as tmp:
+                soundfile.write(tmp, samples, rate, subtype="PCM_16", format="FLAC")
+            record = json.loads(sidecar.read_text(encoding="utf-8"))
+            record["files"]["flac"] = flac.name
+            with atomic_path(sidecar) as tmp:
+                Path(tmp).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except (soundfile.LibsndfileError, OSError) as err:
+            raise OutputError(write_error(flac, err)) from None
         return Clip(path, flac, path.with_suffix(".png"), sidecar, record)
 
 
@@ -209,8 +222,6 @@ def stream_inputs(request: Request) -> dict:
 
 def check_memory(mg, request: Request) -> None:
     """RequestError when one clip of this request does not fit in the free memory (the CLI's memory plan)."""
-    import math
-
     from inference.memory import plan_memory, size
 
     num_frames = max(1, math.floor(request.duration * mg.frame_rate + 1e-6))
