@@ -40,47 +40,51 @@ def build_page(session: GenerationSession) -> gr.Blocks:
         gr.Markdown(f"# MusicGen\n{model_line(session)}")
         with gr.Row():
             with gr.Column():
-                prompt = gr.Textbox(label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="prompt")
-                with gr.Row():
-                    start = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop = gr.Button("Stop", variant="stop")
-                duration = gr.Slider(0.5, MAX_DURATION, value=10, step=0.5, label="Duration (seconds)",
-                                     elem_id="duration",
-                                     info=f"longer than {session.mg.max_duration:g} s: in sliding windows")
-                seed = gr.Textbox(label="Seed", placeholder="empty: a random one, shown afterwards", max_lines=1)
-                with gr.Accordion("Sampling", open=False):
-                    top_k = gr.Slider(0, 1000, value=250, step=1, label="Top-k", info="0 keeps all tokens")
-                    top_p = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Top-p", info="0: off (top-k decides)")
-                    temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Temperature")
-                    cfg = gr.Slider(0.0, 10.0, value=3.0, step=0.1, label="CFG", info="guidance; 1 turns it off")
-                int8 = gr.Checkbox(label="int8 weights (about 3x faster on a CPU; loaded on first use)",
-                                   visible=session.mg.device.type == "cpu")
-                melody = gr.Audio(label="Melody to follow", sources=["upload"], type="filepath",
-                                  visible=session.is_melody)
-                prompt_audio = gr.Audio(label="Audio prompt to continue (the duration counts it)",
-                                        sources=["upload"], type="filepath")
-                gr.Examples([[text] for text in EXAMPLES], inputs=[prompt], label="Examples")
+                start, stop, inputs = controls(session)
             with gr.Column():
-                live = gr.Audio(label="Live (plays while it is generated, at the model's level, peaks limited)",
-                                streaming=True, autoplay=True, interactive=False, visible=live_playback, elem_id="live",
-                                buttons=["download"])
-                final = gr.Audio(label="Final clip (normalised to -14 LUFS, as generate.py writes it)",
-                                 type="filepath", interactive=False, elem_id="final", buttons=["download"])
-                seed_used = gr.Markdown(elem_id="seed-used")
-                downloads = gr.File(label="Download (WAV, FLAC)", file_count="multiple", interactive=False)
-                spectrogram = gr.Image(label="Spectrogram", type="filepath", interactive=False,
-                                       buttons=["download", "fullscreen"])
-                settings = gr.JSON(label="Settings (the sidecar)", max_height=300)
-                earlier = gr.File(label="Earlier clips (this session)", file_count="multiple", interactive=False,
-                                  visible=False)
-        history = gr.State([])
-        outputs = [final, live, downloads, spectrogram, seed_used, settings, earlier, history]
-        start.click(make_generate(session, live_playback), api_name="generate", concurrency_limit=1,
-                            concurrency_id="model", outputs=outputs,
-                            inputs=[prompt, duration, seed, top_k, top_p, temperature, cfg, int8, melody,
-                                    prompt_audio, history])
+                outputs = results(live_playback)
+        history = gr.State([])  # this browser session's clips
+        start.click(make_generate(session, live_playback), inputs=[*inputs, history], outputs=[*outputs, history],
+                    api_name="generate", concurrency_limit=1, concurrency_id="model")
         stop.click(make_stop(session), queue=False, api_name=False)
     return page
+
+
+def controls(session: GenerationSession) -> tuple[gr.Button, gr.Button, list]:
+    """The left column: (Generate, Stop, the inputs of `/generate` in the order of its parameters)."""
+    prompt = gr.Textbox(label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="prompt")
+    with gr.Row():
+        start = gr.Button("Generate", variant="primary", elem_id="generate")
+        stop = gr.Button("Stop", variant="stop")
+    duration = gr.Slider(0.5, MAX_DURATION, value=10, step=0.5, label="Duration (seconds)", elem_id="duration",
+                         info=f"longer than {session.mg.max_duration:g} s: in sliding windows")
+    seed = gr.Textbox(label="Seed", placeholder="empty: a random one, shown afterwards", max_lines=1)
+    with gr.Accordion("Sampling", open=False):
+        top_k = gr.Slider(0, 1000, value=250, step=1, label="Top-k", info="0 keeps all tokens")
+        top_p = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Top-p", info="0: off (top-k decides)")
+        temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Temperature")
+        cfg = gr.Slider(0.0, 10.0, value=3.0, step=0.1, label="CFG", info="guidance; 1 turns it off")
+    int8 = gr.Checkbox(label="int8 weights (about 3x faster on a CPU; loaded on first use)",
+                       visible=session.mg.device.type == "cpu")
+    melody = gr.Audio(label="Melody to follow", sources=["upload"], type="filepath", visible=session.is_melody)
+    prompt_audio = gr.Audio(label="Audio prompt to continue (the duration counts it)", sources=["upload"],
+                            type="filepath")
+    gr.Examples([[text] for text in EXAMPLES], inputs=[prompt], label="Examples")
+    return start, stop, [prompt, duration, seed, top_k, top_p, temperature, cfg, int8, melody, prompt_audio]
+
+
+def results(live_playback: bool) -> list:
+    """The right column: the outputs of `/generate`, the final clip first."""
+    live = gr.Audio(label="Live (plays while it is generated, at the model's level, peaks limited)", streaming=True,
+                    autoplay=True, interactive=False, visible=live_playback, elem_id="live", buttons=["download"])
+    final = gr.Audio(label="Final clip (normalised to -14 LUFS, as generate.py writes it)", type="filepath",
+                     interactive=False, elem_id="final", buttons=["download"])
+    seed_used = gr.Markdown(elem_id="seed-used")
+    downloads = gr.File(label="Download (WAV, FLAC)", file_count="multiple", interactive=False)
+    spectrogram = gr.Image(label="Spectrogram", type="filepath", interactive=False, buttons=["download", "fullscreen"])
+    settings = gr.JSON(label="Settings (the sidecar)", max_height=300)
+    earlier = gr.File(label="Earlier clips (this session)", file_count="multiple", interactive=False, visible=False)
+    return [final, live, downloads, spectrogram, seed_used, settings, earlier]
 
 
 def model_line(session: GenerationSession) -> str:
