@@ -91,13 +91,21 @@ def test_bad_requests_are_refused_in_one_line(app, tmp_path, make, seed, expecte
     assert expected in message and "\n" not in message and "/tmp" not in message
 
 
-def test_the_page_serves_no_server_path(app):
-    """Only files the app created or that were uploaded are served: not the repository, not /etc/passwd."""
+def test_the_page_reads_no_server_path(app, tmp_path):
+    """Only files the app created or that were uploaded are served (not the repository, not /etc/passwd), and a
+    request naming a server file it did not upload is refused."""
     import httpx
 
-    url, _ = app
+    url, session = app
     for path in (ROOT / "README.md", Path("/etc/passwd")):
         assert httpx.get(f"{url}gradio_api/file={path}").status_code in (403, 404)
+    soundfile.write(tmp_path / "intro.wav", np.zeros(8000, np.float32), 32000)  # would be continued if read
+    not_uploaded = {"path": str(tmp_path / "intro.wav"), "meta": {"_type": "gradio.FileData"}}
+    before = set(session.store.folder.iterdir())
+    call = httpx.post(f"{url}gradio_api/call/generate", json={"data": ["jazz", 1, "", 250, 0, 1, 3, False, None,
+                                                                       not_uploaded]})
+    events = httpx.get(f"{url}gradio_api/call/generate/{call.json()['event_id']}", timeout=60).text
+    assert events.startswith("event: error") and set(session.store.folder.iterdir()) == before
 
 
 def test_stop_ends_the_generation_within_a_step(app):
