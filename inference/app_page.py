@@ -36,7 +36,7 @@ CACHE_CLEANUP = (600, 3600)  # Gradio's cache (uploads, served copies): checked 
 def build_page(session: GenerationSession) -> gr.Blocks:
     """The page of `session`'s model; `launch()` it (app.py)."""
     live_playback = shutil.which("ffmpeg") is not None  # Gradio encodes streamed audio with ffmpeg
-    with gr.Blocks(title="MusicGen", delete_cache=CACHE_CLEANUP) as page:
+    with gr.Blocks(title="MusicGen", delete_cache=CACHE_CLEANUP, analytics_enabled=False) as page:  # no calls home
         gr.Markdown(f"# MusicGen\n{model_line(session)}")
         with gr.Row():
             with gr.Column():
