@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def port_problem(host: str, port: int) -> str | None:
     """Why the app could not serve on host:port (taken, no such address), or None."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server: a just-closed port is free
         try:
             probe.bind((host, port))
         except OSError as err:

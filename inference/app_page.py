@@ -44,8 +44,11 @@ def build_page(session: GenerationSession) -> gr.Blocks:
             with gr.Column():
                 outputs = results(live_playback)
         history = gr.State([])  # this browser session's clips
+        earlier = outputs[-1]
         start.click(make_generate(session, live_playback), inputs=[*inputs, history], outputs=[*outputs, history],
-                    api_name="generate", concurrency_limit=1, concurrency_id="model")
+                    api_name="generate", concurrency_limit=1, concurrency_id="model").then(
+            lambda clips: gr.update(visible=len(clips) > 1), inputs=history, outputs=earlier, api_name=False,
+            queue=False)  # the earlier clips show once there are some
         stop.click(make_stop(session), queue=False, api_name=False)
     return page
 
@@ -58,7 +61,7 @@ def controls(session: GenerationSession) -> tuple[gr.Button, gr.Button, list]:
         stop = gr.Button("Stop", variant="stop")
     duration = gr.Slider(0.5, MAX_DURATION, value=10, step=0.5, label="Duration (seconds)", elem_id="duration",
                          info=f"longer than {session.mg.max_duration:g} s: in sliding windows")
-    seed = gr.Textbox(label="Seed", placeholder="empty: a random one, shown afterwards", max_lines=1)
+    seed = gr.Textbox("", label="Seed", placeholder="empty: a random one, shown afterwards", max_lines=1)
     with gr.Accordion("Sampling", open=False):
         top_k = gr.Slider(0, 1000, value=250, step=1, label="Top-k", info="0 keeps all tokens")
         top_p = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Top-p", info="0: off (top-k decides)")
@@ -143,7 +146,7 @@ def finished(clip: Clip, history: list[str], live_end) -> tuple:
         f"{taken['first_audio']:.2f} s)"
     earlier = [path for path in history[:-1] if path_exists(path)]
     return (str(clip.wav), live_end, [str(clip.wav), str(clip.flac)], str(clip.spectrogram), seed, record,
-            gr.update(value=earlier or None, visible=bool(earlier)), history)
+            earlier or None, history)
 
 
 def path_exists(path: str) -> bool:

@@ -46,7 +46,8 @@ def test_generate_endpoint_returns_the_clis_clip(app):
     from inference.audio import normalize_loudness
 
     url, session = app
-    outputs = Client(url, verbose=False).predict(prompt="jazz piano", duration=1.0, seed=7, api_name="/generate")
+    client = Client(url, verbose=False)
+    outputs = client.predict(prompt="jazz piano", duration=1.0, seed=7, api_name="/generate")
     wav, sample_rate = soundfile.read(outputs[0], dtype="float32", always_2d=True)  # [N, C]
     flac, _ = soundfile.read(outputs[2][1], dtype="float32", always_2d=True)
     record = outputs[5]
@@ -60,6 +61,8 @@ def test_generate_endpoint_returns_the_clis_clip(app):
     assert outputs[3].endswith(".png") and "Seed **7**" in outputs[4]
     assert record["files"] == {"audio": Path(outputs[0]).name, "spectrogram": Path(outputs[3]).name,
                                "flac": Path(outputs[2][1]).name}
+    again = client.predict(prompt="jazz piano", duration=0.5, api_name="/generate")  # the session's second clip
+    assert [Path(path).name for path in again[6]] == [Path(outputs[0]).name] and again[5]["seed_was_random"]
 
 
 @pytest.mark.parametrize("make, seed, expected", [
