@@ -82,7 +82,7 @@ def results(live_playback: bool) -> list:
                     autoplay=True, interactive=False, visible=live_playback, elem_id="live", buttons=["download"])
     final = gr.Audio(label="Final clip (normalised to -14 LUFS, as generate.py writes it)", type="filepath",
                      interactive=False, elem_id="final", buttons=["download"])
-    seed_used = gr.Markdown(elem_id="seed-used")
+    seed_used = gr.Markdown(label="Seed and times", show_label=False, elem_id="seed-used")
     downloads = gr.File(label="Download (WAV, FLAC)", file_count="multiple", interactive=False)
     spectrogram = gr.Image(label="Spectrogram", type="filepath", interactive=False, buttons=["download", "fullscreen"])
     settings = gr.JSON(label="Settings (the sidecar)", max_height=300)
