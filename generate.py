@@ -16,6 +16,7 @@ import threads  # noqa: I001  (first: the CPU thread policy must be set before t
 
 import argparse
 import contextlib
+import difflib
 import io
 import os
 import math
@@ -30,8 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inference.checks import MAX_SEED
 from inference.cli_inputs import (
-    MAX_SEED,
+    MAX_PROMPTS_FILE,
     CliError,
     check_numbers,
     read_melody,
@@ -51,6 +53,7 @@ DEFAULT_MODEL = "facebook/musicgen-small"
 DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`, offline fallback)
 MAX_MESSAGE = 400  # characters of an error message shown
 DENOISE_STRENGTH = 0.5  # --denoise: gated bins at -6 dB (inference.denoise.DEFAULT_STRENGTH, without importing torch)
+TERMINATED = "terminated (SIGTERM): nothing half-written was left"
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -58,8 +61,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised wherever the program is, so that it cleans up as after Ctrl-C (no half-written files)."""
 
 
-def on_sigterm(signum, frame):
-    raise Terminated()
+class SigtermHandler:
+    """Raises `Terminated` while the run is in progress. Once it has ended (clips written, or an error being
+    reported) a SIGTERM is only remembered: raised then, it would escape main() as a traceback."""
+
+    def __init__(self):
+        self.running, self.received = True, False
+
+    def __call__(self, signum, frame):
+        self.received = True
+        if self.running:
+            raise Terminated()
 
 
 @dataclass(frozen=True)
@@ -89,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("prompts", nargs="*", metavar="PROMPT",
                         help='text descriptions, one clip each, generated together in batches ("" = unconditional)')
     parser.add_argument("--prompts-file", type=Path, metavar="FILE",
-                        help="a text file with one prompt per line (blank lines skipped)")
+                        help="a text file with one prompt per line (blank lines skipped), at most "
+                             f"{MAX_PROMPTS_FILE // 2**20} MB")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="prompts generated together (default: as many as fit in the free memory, at most "
                              f"{MAX_BATCH}); a clip depends on its batch, so to reproduce one exactly pass the "
@@ -97,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="NAME|REPO|FOLDER",
                         help="short name (small, medium, large, melody, stereo-small, ...), Hugging Face repo id, "
                              f"local folder, or 'demo' (default: {DEFAULT_MODEL})")
-    parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
-                        help="seconds of audio per clip (default: 10)")
+    parser.add_argument("--duration", "--durability_seconds", type=float, default=10.0, metavar="SECONDS",
+                        help="seconds of audio per clip (default: 10); --durability_seconds is the same flag, as "
+                             "the research script this project grew from spells it")
     parser.add_argument("--output", default="out.wav", metavar="PATH",
                         help="a .wav or .flac file (several prompts: PATH_1.wav, PATH_2.wav, ...) or a folder "
                              "ending in '/', created when missing; '-' streams one clip as a WAV to standard output "
@@ -145,7 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
+        self.exit(2, f"error: {message}{self.suggestion(message)} (see --help)\n")
+
+    def suggestion(self, message: str) -> str:
+        """", did you mean --duration?" for the first unknown flag that is close to one of ours; else ""."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        for word in message.split(":", 1)[1].split():
+            flag = word.split("=", 1)[0]
+            if flag.startswith("--") and (close := difflib.get_close_matches(flag, self._option_string_actions, 1)):
+                return f"; did you mean {self._option_string_actions[close[0]].option_strings[0]}?"  # not an alias
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,25 +181,40 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
         return int(done.code or 0)
     in_main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = SigtermHandler()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     show_warning = warnings.showwarning
     warnings.showwarning = print_note  # what the library warns about (a prompt longer than a window) is one line
     audio_out = sys.stdout.buffer if args.output == "-" else None  # --output -: the WAV to stdout, text to stderr
     try:
+        code = outcome(args, argv if argv is not None else sys.argv[1:], audio_out)
+        on_sigterm.running = False
+    except Terminated:  # it came while an outcome was being reported
+        on_sigterm.running = False
+        code = fail(TERMINATED, code=128 + signal.SIGTERM)
+    finally:
+        on_sigterm.running = False
+        warnings.showwarning = show_warning
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    if on_sigterm.received and code != 128 + signal.SIGTERM:  # it came after the run had ended
+        code = fail(TERMINATED, code=128 + signal.SIGTERM)
+    return code
+
+
+def outcome(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
+    """The exit code of the run; every error, Ctrl-C and SIGTERM reported in one line."""
+    try:
         with contextlib.redirect_stdout(sys.stderr if audio_out is not None else sys.stdout):
-            return run(args, argv if argv is not None else sys.argv[1:], audio_out)
+            return run(args, argv, audio_out)
     except CliError as err:
         return fail(str(err))
     except (ValueError, OSError) as err:  # CheckpointError, AudioFileError, I/O errors
         return fail(str(err) or type(err).__name__)
     except Terminated:
-        return fail("terminated (SIGTERM): nothing half-written was left", code=128 + signal.SIGTERM)
+        return fail(TERMINATED, code=128 + signal.SIGTERM)
     except KeyboardInterrupt:
         return fail("interrupted: nothing half-written was left", code=128 + signal.SIGINT)
-    finally:
-        warnings.showwarning = show_warning
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def print_note(message, category, filename, lineno, file=None, line=None) -> None:
@@ -197,6 +236,7 @@ def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
     check_numbers(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
+    thread_policy = threads.apply_threads(args.threads)  # before torch loads: OpenMP reads its wait policy then
     sampling = sampling_settings(args)
     device, dtype = resolve_device(args.device, args.dtype, args.quantize)
     if args.cuda_graph and device != "cuda":
@@ -207,7 +247,6 @@ def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
                                                                      args.spectrogram)
     if args.melody and args.prompt_audio:
         raise CliError("--melody and --prompt-audio cannot be combined")
-    thread_policy = threads.apply_threads(args.threads)
     prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
     model, fallback_from = args.model, None
     if model is None and default_model_absent() and (DEMO_FOLDER / "config.json").is_file():
@@ -263,7 +302,7 @@ def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "command": ["generate.py", *argv]}
         for i, (prompt, path) in enumerate(zip(batch, outputs[start : start + batch_size], strict=True)):
-            record = {"prompt": prompt, "unconditional": prompt == "", "index": start + i + 1, "batch": b + 1,
+            record = {"prompt": prompt, "unconditional": prompt == "", "index": start + i + 1, "batch": b,
                       "batch_size": batch_size, "batch_seed": batch_seed, **run_record}
             clip = wav[i].cpu()  # [C, N]
             if settings.denoise:
@@ -292,7 +331,8 @@ def choose_batch_size(mg, forced: int | None, num_prompts: int, prompt_audio, s:
     where = f"available on {mg.device}" if mg.device.type == "cuda" else "of RAM available"
     if not plan.fits:
         raise CliError(f"a {s.duration:g} s clip needs about {size(plan.per_prompt + plan.saving)} (KV cache "
-                       f"{size(plan.kv_cache)}, audio {size(plan.audio)}, codec decode {size(plan.codec)}, saving "
+                       f"{size(plan.kv_cache)}, audio {size(plan.audio)}, codec decode {size(plan.codec)}, "
+                       + (f"prompt encode {size(plan.encode)}, " if plan.encode else "") + "saving "
                        f"{size(plan.saving)}), more than the {size(plan.available)} {where}: choose a shorter "
                        "--duration")
     batch_size = min(forced or plan.batch_size, num_prompts)

@@ -14,7 +14,6 @@ import threads  # noqa: I001  (first: the CPU thread policy must be set before t
 
 import argparse
 import sys
-import warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,12 +47,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """A warning as a command shows it: `warning: MESSAGE` (skipped files, a repaired token cache), one line
-    without Python's file name and source line."""
-    return f"warning: {message}\n"
-
-
 if __name__ == "__main__":
-    warnings.formatwarning = one_line_warning
-    sys.exit(main())
+    sys.exit(main())  # warnings show as one line each (training/run.py: one_line_warning)

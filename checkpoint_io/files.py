@@ -39,13 +39,25 @@ def torch_load(path: Path, lazy: bool = False) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file not found: {path}") from None
     except Exception as err:  # corrupt file, or a pickle that would need code to load
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint (weights only): {err}") from None
+        raise CheckpointError(f"{path} is not loaded: {why_not_loaded(err)}") from None
     if not isinstance(content, dict):
         return content
     tensors = [t for value in content.values() if _is_state_dict(value) for t in value.values()]
     if not all(hasattr(t.untyped_storage(), "_checkpoint_offset") for t in tensors):
         return torch_load(path)  # a torch that does not say where its tensors lie: memory-mapped instead
     return {key: _lazy_torch_tensors(path, value) if _is_state_dict(value) else value for key, value in content.items()}
+
+
+def why_not_loaded(err: Exception) -> str:
+    """One line of ours for what `torch.load(weights_only=True)` refused (torch's own explanation is a page)."""
+    message = str(err)
+    if "Weights only load failed" in message:
+        names = re.search(r"GLOBAL ([\w.]+)", message)
+        named = f" ({names.group(1)})" if names else ""
+        return (f"it holds a pickled object{named} that only running code could rebuild, and checkpoints are read "
+                "as data only: tensors and plain values (torch.load weights_only=True)")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return f"not a torch checkpoint ({type(err).__name__}: {lines[0] if lines else 'unreadable'})"
 
 
 class LazyTensors(Mapping[str, torch.Tensor]):

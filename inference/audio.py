@@ -71,6 +71,8 @@ def audio_seconds(path: str | os.PathLike) -> float:
     path = Path(path)
     if path.is_dir():
         raise AudioFileError(f"{path} is a folder, not an audio file")
+    if path.exists() and not path.is_file():  # a device (/dev/zero) or a FIFO would be read forever
+        raise AudioFileError(f"{path} is not a regular file (a device, a pipe or a socket), not an audio file")
     if not path.is_file():
         raise AudioFileError(f"audio file not found: {path}")
     try:

@@ -4,6 +4,7 @@ import torch
 
 from encodec import EncodecModel
 from inference.audio import check_finite, convert_channels, resample
+from inference.chunked import encode_in_chunks
 
 
 @torch.no_grad()
@@ -28,6 +29,6 @@ def prepare_prompt(codec: EncodecModel, channels: int, wav: torch.Tensor, sample
     wav = resample(wav.float().to(device), sample_rate, codec.sample_rate)
     wav = convert_channels(wav, channels)  # [B, channels, N']
     if channels == 1:
-        return codec.encode(wav)  # [B, K, T]
-    left, right = codec.encode(wav[:, :1]), codec.encode(wav[:, 1:])  # [B, K, T] each
+        return encode_in_chunks(codec, wav)  # [B, K, T]; a long prompt 30 s at a time
+    left, right = encode_in_chunks(codec, wav[:, :1]), encode_in_chunks(codec, wav[:, 1:])  # [B, K, T] each
     return torch.stack([left, right], dim=2).flatten(1, 2)  # [B, 2K, T], interleaved

@@ -1,20 +1,27 @@
 """The command line's inputs, checked before any model loads: prompts, numbers, sampling, device, audio files.
 
 Each mistake is one `CliError` line naming the option (generate.py prints it as `error: ...`), so that a typo
-costs neither a download nor a generation.
+costs neither a download nor a generation. The rules shared with the Python API live in `inference/checks.py`.
 """
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lm.sampling import SamplingParams
 
-MAX_DURATION = 3600.0  # seconds; longer requests are almost certainly typos
-MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; we keep to the signed range that every API accepts
+from inference.checks import (
+    MAX_DURATION,
+    check_duration,
+    check_number,
+    check_sampling,
+    check_seed,
+    undecodable_char,
+)
+
+MAX_PROMPTS_FILE = 16 * 2**20  # bytes of --prompts-file: 100,000 prompts of 160 characters
 MELODY_WINDOW = 30.0  # seconds a melody model follows in one window (the published models'), unless its config says
 
 
@@ -25,13 +32,20 @@ class CliError(Exception):
 def read_prompts(positional: list[str], prompts_file: Path | None) -> list[str]:
     prompts = list(positional)
     for i, prompt in enumerate(prompts, 1):
-        if bad := undecodable_byte(prompt):
-            raise CliError(f"PROMPT {i} is not valid UTF-8 (byte {bad}): check the terminal's encoding")
+        if bad := undecodable_char(prompt):
+            raise CliError(f"PROMPT {i} is not valid UTF-8 ({bad}): check the terminal's encoding")
     if prompts_file is not None:
         try:
-            data = prompts_file.read_bytes()
+            with open(prompts_file, "rb") as f:
+                data = f.read(MAX_PROMPTS_FILE + 1)  # /dev/zero, or a recording given by mistake, ends here
         except OSError as err:
             raise CliError(f"cannot read --prompts-file {prompts_file}: {err.strerror or err}") from None
+        if len(data) > MAX_PROMPTS_FILE:
+            raise CliError(f"--prompts-file {prompts_file} is larger than {MAX_PROMPTS_FILE // 2**20} MB: not a "
+                           "file of prompts (one per line)")
+        if b"\0" in data:
+            line = data.count(b"\n", 0, data.index(b"\0")) + 1
+            raise CliError(f"--prompts-file {prompts_file}: line {line} holds a NUL byte: not a text file")
         try:
             lines = data.decode("utf-8").splitlines()
         except UnicodeDecodeError as err:
@@ -44,28 +58,18 @@ def read_prompts(positional: list[str], prompts_file: Path | None) -> list[str]:
     return [p.strip() for p in prompts]
 
 
-def undecodable_byte(text: str) -> str | None:
-    """The first byte that was not valid UTF-8 in a command-line argument (Python keeps it as a lone
-    surrogate, U+DC80..U+DCFF), as "0xff"; None when the text is valid."""
-    for char in text:
-        if 0xDC80 <= ord(char) <= 0xDCFF:
-            return f"0x{ord(char) - 0xDC00:02x}"
-        if 0xD800 <= ord(char) <= 0xDFFF:
-            return f"U+{ord(char):04X}"
-    return None
+SAMPLING_FLAGS = {"top_k": "--top-k", "top_p": "--top-p", "temperature": "--temperature", "cfg_coef": "--cfg"}
 
 
 def check_numbers(args: argparse.Namespace) -> None:
-    if not (math.isfinite(args.duration) and 0 < args.duration <= MAX_DURATION):
-        raise CliError(f"--duration must be a number of seconds in (0, {MAX_DURATION:g}], got {args.duration}")
-    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
-        raise CliError(f"--seed must be in [0, 2**63 - 1], got {args.seed}")
-    if not (math.isfinite(args.temperature) and args.temperature > 0):
-        raise CliError(f"--temperature must be a positive number, got {args.temperature}")
-    if not (math.isfinite(args.cfg) and args.cfg >= 0):
-        raise CliError(f"--cfg must be a number >= 0 (1 turns guidance off), got {args.cfg}")
-    if not (math.isfinite(args.lufs) and -70 <= args.lufs <= 0):
-        raise CliError(f"--lufs must be between -70 and 0, got {args.lufs}")
+    """The numbers of the command line, by the rules of the Python API (inference/checks.py), before torch loads."""
+    try:
+        check_duration(args.duration, "--duration")
+        check_seed(args.seed, "--seed")
+        check_sampling(not args.greedy, args.top_k, args.top_p, args.temperature, args.cfg, SAMPLING_FLAGS)
+        check_number(args.lufs, "--lufs", low=-70, high=0)
+    except ValueError as err:
+        raise CliError(str(err)) from None
 
 
 def sampling_settings(args: argparse.Namespace) -> "SamplingParams":
@@ -73,11 +77,10 @@ def sampling_settings(args: argparse.Namespace) -> "SamplingParams":
     from lm.sampling import SamplingParams
 
     try:
-        return SamplingParams(use_sampling=not args.greedy, top_k=args.top_k, top_p=args.top_p,
-                              temperature=args.temperature, cfg_coef=args.cfg)
-    except ValueError as err:  # "top_k must be >= 0, got -1": the field comes first
-        flags = {"top_k": "--top-k", "top_p": "--top-p", "temperature": "--temperature", "cfg_coef": "--cfg"}
-        raise CliError(f"{flags.get(str(err).split()[0], 'sampling')}: {err}") from None
+        return SamplingParams(**check_sampling(not args.greedy, args.top_k, args.top_p, args.temperature, args.cfg,
+                                               SAMPLING_FLAGS))
+    except ValueError as err:
+        raise CliError(str(err)) from None
 
 
 def resolve_device(device: str, dtype: str, quantize: str) -> tuple[str, str]:

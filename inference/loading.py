@@ -29,6 +29,7 @@ from checkpoint_io import (
     ModelNotFoundError,
     check_size,
     file_getter,
+    float_field,
     hub_file,
     hub_reachable,
     int_field,
@@ -53,6 +54,8 @@ from lm.model import MusicGenLM
 _AUDIOCRAFT_TEXT_PROJ = "condition_provider.conditioners.description.output_proj.weight"
 DEMO_FOLDER = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"  # the small bundled model
 
+WINDOW_SECONDS = (0.1, 3600.0)  # the range of a model's window (max_duration) that generation supports
+OFFLINE_HINT = 'The bundled demo model runs offline: --model demo (in Python: MusicGen.from_pretrained("demo"))'
 # Short names accepted for the published models, and "demo" for the bundled one.
 SHORT_NAMES = {
     **{name: f"facebook/musicgen-{name}"
@@ -105,7 +108,10 @@ def load_musicgen_parts(source: str | os.PathLike, device: torch.device, lm_dtyp
         if (config := hub_file(source, "config.json", required=False)) is not None:
             return _partly_here(source, lambda: _load_transformers(source, read_json(config), device, lm_dtype,
                                                                             lm_transform))
-        lm_file = hub_file(source, "state_dict.bin")  # ModelNotFoundError: neither layout is here
+        try:
+            lm_file = hub_file(source, "state_dict.bin")  # ModelNotFoundError: neither layout is here
+        except ModelNotFoundError as err:
+            raise ModelNotFoundError(f"{err}. {OFFLINE_HINT}") from None
         return _partly_here(source, lambda: _load_audiocraft(lm_file, hub_file(source, "compression_state_dict.bin"),
                                                              device, lm_dtype, lm_transform))
     raise ModelNotFoundError(f"{source!r} is not an existing folder, a Hugging Face repo id, or a known model "
@@ -158,6 +164,7 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
     audio_config, text_config = section(config, "audio_encoder", origin), section(config, "text_encoder", origin)
     codec_config = config_from_hf(audio_config, f"{origin} (audio_encoder)")
     lm_config = lm_config_from_hf(config, origin)
+    max_duration = float_field(config, "max_duration", origin, *WINDOW_SECONDS, default=30.0)  # inference/export.py
     build_text = _text_builder(text_config, f"{source} (text_encoder)")
     size = codec_size(codec_config) + meta_size(lambda: MusicGenLM(lm_config)) + meta_size(build_text)
     check_size(size, "MusicGen model", origin)
@@ -166,7 +173,6 @@ def _load_transformers(source: str, config: dict, device: torch.device, lm_dtype
     text = _text_from_hf(text_config, build_text, _strip(state, "text_encoder."), source)
     lm = build_lm_from_hf(config, state, device=device, dtype=lm_dtype, origin=f"{source} (decoder)",
                           transform=lm_transform)
-    max_duration = float(config.get("max_duration", 30.0))  # written by inference/export.py
     return MusicGenParts(lm, prepare_codec_for_inference(codec).to(device), text.to(device), max_duration)
 
 
@@ -224,6 +230,9 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as err:
         raise CheckpointError(f"{lm_file}: xp.cfg: {err!r}") from None
     check_size(meta_size(lambda: MusicGenLM(config)), "language model", str(lm_file))  # no tensor read yet
+    dataset = cfg.get("dataset") if isinstance(cfg.get("dataset"), dict) else {}
+    max_duration = 30.0 if dataset.get("segment_duration") is None else \
+        float_field(dataset, "segment_duration", f"{lm_file}: xp.cfg dataset", *WINDOW_SECONDS)
     lm = build_lm_from_audiocraft(config, state, device=device, dtype=lm_dtype, origin=str(lm_file),
                                   transform=lm_transform)
     t5_name = cfg.get("conditioners", {}).get("description", {}).get("t5", {}).get("name")
@@ -231,7 +240,6 @@ def _load_audiocraft(lm_file: Path, codec_file: Path, device: torch.device, lm_d
         raise CheckpointError(f"{lm_file}: xp.cfg names no T5 text encoder (conditioners.description.t5.name)")
     text = T5Conditioner(t5_from_pretrained(t5_name), load_tokenizer(t5_name))
     codec = load_encodec(codec_file, device=device)
-    max_duration = float(cfg.get("dataset", {}).get("segment_duration") or 30.0)
     return MusicGenParts(lm, codec, text.to(device), max_duration)
 
 

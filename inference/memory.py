@@ -10,6 +10,8 @@ The memory of a generation is bounded by one window of the LM and one chunk of t
                  audio        C x N x 4 bytes (the decoded clip, float32) and its codes, K x T x 8 bytes
                  codec        one decode chunk's activations (inference/chunked.py): about
                               DECODER_BYTES x n_filters bytes per audio sample of the chunk and its context
+                 encode       an audio prompt: its samples (float32), and one encode chunk's activations
+                              (inference/chunked.py), about ENCODER_BYTES x n_filters bytes per sample of it
     per run      saving       one clip at a time: loudness at 48 kHz and the 4x oversampled true peak, about
                               SAVE_BYTES bytes per audio sample
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: the command line reads 
     import torch
 
 DECODER_BYTES = 14  # measured: a whole decode on the published codec (64 filters) takes 28 MB per second more
+ENCODER_BYTES = 18  # measured (bench/chunked_decode.py memory --encode --whole): a whole encode, 36 MB per second
 SAVE_BYTES = 128  # measured: normalising (loudness) and writing a 60 s clip peaks 128 bytes per sample higher
 USABLE = 0.5  # share of the available memory a run plans to use (the estimates are rough; the system needs room)
 MAX_BATCH = 16  # a cap, so that the first clips are written early and a roomy machine is not filled
@@ -45,10 +48,11 @@ class MemoryPlan:
     codec: int
     saving: int
     available: int
+    encode: int = 0
 
     @property
     def per_prompt(self) -> int:
-        return self.kv_cache + self.prefill + self.audio + self.codec
+        return self.kv_cache + self.prefill + self.audio + self.codec + self.encode
 
     @property
     def batch_size(self) -> int:
@@ -88,8 +92,11 @@ def plan_memory(mg, num_frames: int, guided: bool, prompt_frames: int = 0,
     audio = samples * 4 + config.num_codebooks * num_frames * 8
     chunk = min(num_frames, CHUNK_FRAMES + 2 * CONTEXT_FRAMES) * codec.hop_length  # samples of one decode
     decode = DECODER_BYTES * codec.config.n_filters * chunk
+    prompt_samples = prompt_frames * codec.hop_length  # per channel; a stereo model encodes each channel alone
+    encode_chunk = min(prompt_samples, (CHUNK_FRAMES + 2 * CONTEXT_FRAMES) * codec.hop_length)
+    encode = prompt_samples * mg.audio_channels * 4 + ENCODER_BYTES * codec.config.n_filters * encode_chunk
     return MemoryPlan(kv_cache=kv, prefill=prefill, audio=audio, codec=decode, saving=SAVE_BYTES * samples,
-                      available=available if available is not None else available_memory(mg.device))
+                      available=available if available is not None else available_memory(mg.device), encode=encode)
 
 
 def available_memory(device: "torch.device") -> int:

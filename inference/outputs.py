@@ -127,6 +127,7 @@ def save_clip(path: Path, wav, sample_rate: int, settings, record: dict, spectro
         "limiter_reduction_db": result.limited_db, "note": result.note}
     record["files"] = {kind: file.name for kind, file in files.items() if kind != "sidecar"}
     sidecar = json.dumps(finite(record), indent=2, ensure_ascii=False) + "\n"
+    replaced = path.exists()  # every example writes out.wav: a rerun says that it replaced the last one
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with written_together(list(files.values())) as temps:
@@ -139,7 +140,8 @@ def save_clip(path: Path, wav, sample_rate: int, settings, record: dict, spectro
             Path(tmp["sidecar"]).write_text(sidecar, encoding="utf-8", errors="backslashreplace")
     except (soundfile.LibsndfileError, OSError) as err:
         raise OutputError(write_error(path, err)) from None
-    print(f"wrote {path} (+ {files['sidecar'].name}" + (", spectrogram" if spectrogram else "") + ")")
+    print(f"wrote {path} (+ {files['sidecar'].name}" + (", spectrogram" if spectrogram else "") + ")"
+          + (", replacing the file of an earlier run" if replaced else ""))
 
 
 @contextmanager

@@ -20,6 +20,14 @@ from tqdm.auto import tqdm
 from encodec import EncodecModel
 from inference.audio import check_finite, resample
 from inference.audio_prompt import prepare_prompt
+from inference.checks import (
+    check_descriptions,
+    check_device,
+    check_duration,
+    check_sample_rate,
+    check_sampling,
+    check_seed,
+)
 from inference.chunked import decode_in_chunks
 from inference.generation import Window, cuda_graph_step, piece_frames, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
@@ -78,7 +86,9 @@ class MusicGen:
                 of float32's bytes; on CPU about 3x faster decoding than float32).
             cuda_graph: record each window's one-step pass in a CUDA graph and replay it (CUDA only).
         """
-        device = torch.device(device) if device is not None else default_device()
+        device = check_device(device) if device is not None else default_device()
+        if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         if quantize is not None and dtype == torch.float32:
@@ -131,11 +141,8 @@ class MusicGen:
                         cfg_coef: float = 3.0, progress: bool = False,
                         callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Like `generate`, but return the codec tokens [B, K, T] instead of audio."""
-        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
-        if not descriptions:
-            raise ValueError("give at least one description (None or '' for unconditional generation)")
-        sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
-                                  cfg_coef=cfg_coef)
+        descriptions = check_descriptions(descriptions)
+        sampling = SamplingParams(**check_sampling(use_sampling, top_k, top_p, temperature, cfg_coef))
         return self._generate(descriptions, self._no_prompt(len(descriptions)), self._num_frames(duration),
                               sampling=sampling, seed=seed, progress=progress, callback=callback)
 
@@ -156,12 +163,11 @@ class MusicGen:
             melody_sample_rate: their sample rate (resampled to the model's).
             Other arguments as `generate`; the duration is limited to one window (`max_duration`).
         """
-        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+        descriptions = check_descriptions(descriptions)
         num_frames = self._num_frames(duration)
         chroma = self._melodies(descriptions, melody_wavs, melody_sample_rate, num_frames)
         prompt = self._no_prompt(len(descriptions))
-        sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
-                                  cfg_coef=cfg_coef)
+        sampling = SamplingParams(**check_sampling(use_sampling, top_k, top_p, temperature, cfg_coef))
         codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
                                callback=callback, chroma=chroma)
         return self.decode(codes)
@@ -182,9 +188,8 @@ class MusicGen:
             Other arguments as `generate`.
         """
         num_frames = self._num_frames(duration)
+        sampling = SamplingParams(**check_sampling(use_sampling, top_k, top_p, temperature, cfg_coef))
         prompt, descriptions = self._audio_prompt(prompt_wav, prompt_sample_rate, descriptions, num_frames)
-        sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
-                                  cfg_coef=cfg_coef)
         codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
                                callback=callback)
         return self.decode(codes)
@@ -211,7 +216,7 @@ class MusicGen:
             raise ValueError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds}")
         if prompt_wav is not None and melody_wavs is not None:
             raise ValueError("give an audio prompt or a melody, not both")
-        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+        descriptions = check_descriptions(descriptions)
         num_frames = self._num_frames(duration)
         chroma = None
         if prompt_wav is not None:
@@ -220,8 +225,7 @@ class MusicGen:
             prompt = self._no_prompt(len(descriptions))
             if melody_wavs is not None:
                 chroma = self._melodies(descriptions, melody_wavs, melody_sample_rate, num_frames)
-        sampling = SamplingParams(use_sampling=use_sampling, top_k=top_k, top_p=top_p, temperature=temperature,
-                                  cfg_coef=cfg_coef)
+        sampling = SamplingParams(**check_sampling(use_sampling, top_k, top_p, temperature, cfg_coef))
         frames = self._frames(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
                               callback=callback, chroma=chroma)
         chunk_frames = max(1, round(chunk_seconds * self.frame_rate))
@@ -242,9 +246,7 @@ class MusicGen:
 
     def _num_frames(self, duration: float) -> int:
         """T = duration * frame_rate frames (audiocraft truncates with int(); the 1e-6 guards float error)."""
-        if not (isinstance(duration, int | float) and math.isfinite(duration) and duration > 0):
-            raise ValueError(f"duration must be a positive number of seconds, got {duration}")
-        return max(1, math.floor(duration * self.frame_rate + 1e-6))
+        return max(1, math.floor(check_duration(duration) * self.frame_rate + 1e-6))
 
     def _window_frames(self) -> int:
         return math.floor(self.max_duration * self.frame_rate + 1e-6)
@@ -260,18 +262,23 @@ class MusicGen:
     def _audio_prompt(self, prompt_wav: torch.Tensor, prompt_sample_rate: int | None,
                       descriptions: list[str | None] | str | None,
                       num_frames: int) -> tuple[torch.Tensor, list[str | None]]:
-        """The prompt's codes [B, K, T_p] and one description per prompt (None: no text)."""
+        """The prompt's codes [B, K, T_p] and one description per prompt (None: no text), everything checked
+        before the prompt is encoded."""
+        check_sample_rate(prompt_sample_rate, "prompt_sample_rate")
+        if not isinstance(prompt_wav, torch.Tensor) or prompt_wav.dim() not in (2, 3):
+            got = list(prompt_wav.shape) if isinstance(prompt_wav, torch.Tensor) else type(prompt_wav).__name__
+            raise ValueError(f"prompt_wav must be a [B, C, N] or [C, N] tensor, got {got}")
+        batch = prompt_wav.shape[0] if prompt_wav.dim() == 3 else 1
+        descriptions = check_descriptions([None] * batch if descriptions is None else descriptions, batch)
+        duration = num_frames / self.frame_rate
+        if prompt_wav.shape[-1] / prompt_sample_rate >= duration:
+            raise ValueError(f"the prompt ({prompt_wav.shape[-1] / prompt_sample_rate:.2f} s) must be shorter than "
+                             f"the requested duration ({duration:g} s), which includes it")
         prompt = prepare_prompt(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate)  # [B, K, T_p]
         prompt = prompt.to(self.device)
-        batch = prompt.shape[0]
-        if descriptions is None:
-            descriptions = [None] * batch
-        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
-        if len(descriptions) != batch:
-            raise ValueError(f"got {len(descriptions)} descriptions for {batch} audio prompts")
         if prompt.shape[-1] >= num_frames:
             raise ValueError(f"the prompt ({prompt.shape[-1] / self.frame_rate:.2f} s) must be shorter than the "
-                             f"requested duration ({num_frames / self.frame_rate:g} s), which includes it")
+                             f"requested duration ({duration:g} s), which includes it")
         return prompt, descriptions
 
     def _melodies(self, descriptions: list[str | None], melody_wavs: torch.Tensor | list,
@@ -279,6 +286,7 @@ class MusicGen:
         """One chroma [F, 12] (or None) per description, after checking that the model can follow them."""
         if self.lm.config.num_chroma is None:
             raise ValueError("this model is not a melody model: it cannot follow a melody")
+        check_sample_rate(melody_sample_rate, "melody_sample_rate")
         if isinstance(melody_wavs, torch.Tensor):
             melody_wavs = list(melody_wavs[None] if melody_wavs.dim() == 2 else melody_wavs)
         if len(melody_wavs) != len(descriptions):
@@ -301,6 +309,7 @@ class MusicGen:
                 callback: Callable[[int, int], None] | None,
                 chroma: list[torch.Tensor | None] | None = None) -> Iterator[torch.Tensor]:
         """The new frames [B, K] after `prompt` [B, K, T_prompt], up to `num_frames`, window after window."""
+        seed = check_seed(seed)
         plan = self.plan(prompt.shape[-1], num_frames)
         if plan[0].start > 0:  # a prompt of a window or more: the first window reads only its end
             warnings.warn(f"the audio prompt ({prompt.shape[-1] / self.frame_rate:.1f} s) is longer than one window "

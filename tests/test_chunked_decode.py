@@ -1,5 +1,6 @@
-"""Chunked codec decode (inference/chunked.py): long pieces decode in overlapping chunks, and the chunk
-boundaries are invisible (within the tolerance measured in its docstring) against a whole decode."""
+"""Chunked codec decode and encode (inference/chunked.py): long pieces decode, and long audio prompts encode, in
+overlapping chunks, and the chunk boundaries are invisible (within the tolerance measured in its docstring,
+equal codes) against a whole decode or encode."""
 
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from inference import MusicGen
-from inference.chunked import CHUNK_FRAMES, CONTEXT_FRAMES, decode_in_chunks
+from inference.audio_prompt import prepare_prompt
+from inference.chunked import CHUNK_FRAMES, CONTEXT_FRAMES, decode_in_chunks, encode_in_chunks
 from tests.musicgen_oracle import save_tiny_musicgen
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,3 +88,19 @@ def test_every_frame_is_kept_once_in_its_place_whatever_the_chunking():
 def test_bad_chunking_is_refused(tiny_stereo, chunk, context):
     with pytest.raises(ValueError, match="chunk_frames"):
         decode_in_chunks(tiny_stereo.codec, random_codes(tiny_stereo.codec, 20), chunk, context)
+
+
+def test_long_prompts_encode_in_chunks_to_the_codes_of_a_whole_encode(tiny_stereo, monkeypatch):
+    codec = tiny_stereo.codec
+    wav = 0.3 * torch.randn(2, 1, 330 * codec.hop_length + 5, generator=torch.Generator().manual_seed(5))
+    whole = codec.encode(wav)  # [2, 4, 331]
+    assert torch.equal(encode_in_chunks(codec, wav, chunk_frames=100, context_frames=25), whole)
+    assert not torch.equal(encode_in_chunks(codec, wav, chunk_frames=100, context_frames=0), whole)  # can fail
+    # a continuation encodes its prompt 30 s at a time (each channel of a stereo model), never whole
+    calls = []
+    encode = codec.encode
+    monkeypatch.setattr(codec, "encode", lambda w: calls.append(w.shape[-1] // codec.hop_length) or encode(w))
+    frames = CHUNK_FRAMES + 100
+    prompt = 0.1 * torch.randn(2, frames * codec.hop_length, generator=torch.Generator().manual_seed(6))
+    assert prepare_prompt(codec, 2, prompt, codec.sample_rate).shape == (1, 8, frames)
+    assert calls == [frames, CONTEXT_FRAMES + 100] * 2  # the first chunk with the 100 frames after it as context

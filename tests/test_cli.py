@@ -75,6 +75,9 @@ def test_same_seed_same_audio_and_a_random_seed_is_recorded(tiny, tmp_path, caps
     assert not torch.equal(clips[0], clips[2])
     record = json.loads((tmp_path / "c.json").read_text())
     assert record["seed_was_random"] and f"{record['seed']} (random)" in stdout
+    assert "replacing" not in stdout
+    code, stdout, _ = run(capsys, "lo-fi funk", "--model", tiny, "--duration", 0.3, "--output", tmp_path / "c.wav")
+    assert f"wrote {tmp_path / 'c.wav'} (+ c.json), replacing the file of an earlier run" in stdout  # said, not silent
 
 
 def test_several_prompts_are_one_batch_of_numbered_files(tiny, tmp_path, capsys):
@@ -171,6 +174,9 @@ BAD_INPUTS = {
     "missing model folder": (["x", "--model", NO_MODEL], "not an existing folder"),
     "unknown model name": (["x", "--model", "huge"], "known model name"),
     "uncached model offline": (["x", "--model", "facebook/musicgen-nothing"], "hf download"),
+    "large offline names the demo": (["x", "--model", "large"], "hub is unreachable and the file is not cached. "
+                                     "download it once with network access (e.g. `hf download facebook/musicgen-large`)"
+                                     " or pass a local folder. the bundled demo model runs offline: --model demo"),
     "default model offline, demo missing": (["x"], "demo model is missing"),
     "--model demo, demo missing": (["x", "--model", "demo"], "training.demo"),
     "corrupt weights": (["x", "--model", "{corrupt}"], "safetensors"),
@@ -179,6 +185,9 @@ BAD_INPUTS = {
     "unreadable prompt audio": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/notes.txt"], "cannot read"),
     "prompt audio too long": (["x", "--model", NO_MODEL, "--duration", 0.1, "--prompt-audio", "{tmp}/long.wav"],
                               "must be longer"),
+    "prompt audio /dev/zero": (["x", "--model", NO_MODEL, "--prompt-audio", "/dev/zero"],
+                               "/dev/zero is not a regular file"),
+    "prompt audio is a FIFO": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/fifo"], "not a regular"),
     "prompt audio is a folder": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/out"], "is a folder"),
     "empty prompt audio file": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/empty.wav"], "cannot read"),
     "prompt audio without samples": (["x", "--model", NO_MODEL, "--prompt-audio", "{tmp}/no-samples.wav"],
@@ -208,6 +217,8 @@ BAD_INPUTS = {
     "prompt not UTF-8": (["jazz \udcff", "--model", NO_MODEL], "PROMPT 1 is not valid UTF-8 (byte 0xff)"),
     "prompts file not UTF-8": (["--prompts-file", "{tmp}/latin-1.txt", "--model", NO_MODEL],
                                "line 2 is not valid UTF-8 (byte 0xe9)"),
+    "prompts file /dev/zero": (["--prompts-file", "/dev/zero", "--model", NO_MODEL], "larger than 16 MB"),
+    "prompts file with NUL": (["--prompts-file", "{tmp}/nul.txt", "--model", NO_MODEL], "line 2 holds a NUL byte"),
     "no cuda": (["x", "--model", NO_MODEL, "--device", "cuda"], "cuda"),
 }
 
@@ -238,6 +249,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, 
     (tmp_path / "notes.txt").write_text("not audio")
     (tmp_path / "latin-1.txt").write_bytes("jazz\ncaf\u00e9 music\n".encode("latin-1"))
     (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "nul.txt").write_bytes(b"jazz\nfunk\0\n")
+    os.mkfifo(tmp_path / "fifo")
     soundfile.write(str(tmp_path / "no-samples.wav"), torch.zeros(0).numpy(), RATE)
     soundfile.write(str(tmp_path / "long.wav"), torch.zeros(RATE).numpy(), RATE)
     nan = torch.zeros(RATE)
@@ -345,3 +358,72 @@ def test_data_folder_is_ignored_by_git():
         pytest.skip("not a git checkout")
     result = subprocess.run(["git", "check-ignore", "--quiet", "data/corpus/clip.wav"], cwd=ROOT)
     assert result.returncode == 0, "data/ (training audio) is not in .gitignore"
+
+
+def test_the_research_scripts_command_works_as_typed(tiny, tmp_path, capsys, monkeypatch):
+    """`--durability_seconds` (the research script's flag) is `--duration`; other unknown flags get a suggestion."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "An uplifting jazz song that makes your head shake", "--output", "output.wav",
+                       "--durability_seconds", 0.3, "--model", tiny)
+    assert code == 0, err
+    assert soundfile.info(str(tmp_path / "output.wav")).frames == 0.3 * RATE
+    code, _, err = run(capsys, "jazz", "--durabilty", 3, "--model", tiny)
+    assert code == 2 and err.splitlines() == ["error: unrecognized arguments: --durabilty 3; did you mean --duration? "
+                                              "(see --help)"]
+
+
+def test_help_and_argument_errors_answer_before_torch_loads(tmp_path):
+    """One process, as users run it: --help and every mistake found in the arguments alone leave torch unloaded."""
+    script = ("import sys, generate\n"
+              "codes = [generate.main(a) for a in (['--help'], ['x', '--top_k', '3'], ['x', '--duration', '0'],"
+              " ['x', '--seed', '-1'], ['--prompts-file', 'missing.txt'])]\n"
+              "print(codes, 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines()[-1] == "[0, 2, 1, 1, 1] False", result.stdout + result.stderr
+    errors = result.stderr.splitlines()
+    assert len(errors) == 4 and "did you mean --top-k?" in errors[0], errors
+
+
+def test_a_sigterm_after_the_last_clip_is_one_line_and_143(tiny, tmp_path, capsys, monkeypatch):
+    """SIGTERM that lands while main() restores the handler, after every clip was written: 143 and one line."""
+    import signal
+
+    real_signal = signal.signal
+
+    def signal_then_restore(signum, handler):
+        if signum == signal.SIGTERM and (tmp_path / "late.json").exists():  # main() restores the handler
+            signal.raise_signal(signal.SIGTERM)
+        return real_signal(signum, handler)
+
+    monkeypatch.setattr(signal, "signal", signal_then_restore)
+    code, _, err = run(capsys, "jazz", "--model", tiny, "--duration", 0.2, "--output", tmp_path / "late.wav")
+    assert code == 143 and err.splitlines()[-1] == f"error: {generate.TERMINATED}", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.json", "late.wav"]  # the finished clip stays
+
+
+def test_the_readmes_python_examples_run_outside_the_repository_as_it_says(tmp_path):
+    """Pasted elsewhere, `from inference import MusicGen` needs the PYTHONPATH the README names."""
+    section = (ROOT / "README.md").read_text().split("## Use the model from Python")[1].split("```python")[0]
+    assert "export PYTHONPATH=/path/to/the/repository" in section
+    code = "from inference import MusicGen; print('ok')"  # MusicGen loads torch on first use: not timed here
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    without = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "ModuleNotFoundError" in without.stderr  # what a new user met
+    with_path = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                               capture_output=True, text=True, timeout=60)
+    assert with_path.stdout == "ok\n", with_path.stderr
+
+
+def test_thread_counts_above_the_cores_are_capped_and_oversubscription_is_said(monkeypatch):
+    import threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # two other busy processes: 1 core free
+    assert threads.choose_threads(999) == (2, "--threads 999, capped at the 2 cores; oversubscribed: only 1 of 2 "
+                                              "cores are free (load average 2.0), so the threads wait for each "
+                                              "other: the default (1) is faster")
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    count, why = threads.choose_threads()
+    assert count == 2 and why.startswith("OMP_NUM_THREADS=64, capped at the 2 cores; oversubscribed")
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert threads.choose_threads(2) == (2, "--threads 2")  # an idle machine: as asked, no word

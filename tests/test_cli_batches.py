@@ -54,7 +54,7 @@ def test_many_prompts_are_generated_in_batches_each_with_its_seed(tiny, tmp_path
     written = clips(tmp_path / "all")
     assert [r["index"] for r, _ in written] == [1, 2, 3, 4]
     assert [(r["batch"], r["batch_seed"], r["batch_size"], r["seed"]) for r, _ in written] == [
-        (1, 7, 2, 7), (1, 7, 2, 7), (2, 8, 2, 7), (2, 8, 2, 7)]
+        (0, 7, 2, 7), (0, 7, 2, 7), (1, 8, 2, 7), (1, 8, 2, 7)]  # batch b (from 0, as the README says): seed + b
     # a clip is reproduced by the same command, or by its batch alone with the batch's seed
     run(capsys, tiny, tmp_path / "again", prompts, "--seed", 7, "--batch-size", 2)
     run(capsys, tiny, tmp_path / "second", prompts[2:], "--seed", 8, "--batch-size", 2)

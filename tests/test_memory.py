@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inference.chunked import CHUNK_FRAMES, CONTEXT_FRAMES
-from inference.memory import MAX_BATCH, SAVE_BYTES, USABLE, plan_memory
+from inference.memory import ENCODER_BYTES, MAX_BATCH, SAVE_BYTES, USABLE, plan_memory
 from inference.speed import prepare_for_inference
 from lm.config import LMConfig
 
@@ -53,3 +53,13 @@ def test_the_batch_is_what_fits_in_the_usable_memory(prompts_that_fit, batch_siz
 def test_a_clip_that_cannot_fit_alone_is_reported():
     plan = plan_memory(small_shaped(), num_frames=50 * 3600, guided=True, available=4 * 10**9)  # an hour, 4 GB
     assert not plan.fits and plan.batch_size == 1
+
+
+def test_an_audio_prompt_counts_its_samples_and_one_encode_chunk():
+    """A prompt's encode (inference/chunked.py) is planned: its float32 samples, and one chunk's activations."""
+    none = plan_memory(small_shaped(), num_frames=50 * 3600, guided=True, available=1)
+    hour = plan_memory(small_shaped(), num_frames=50 * 3600, guided=True, prompt_frames=50 * 3590, available=1)
+    chunk = (CHUNK_FRAMES + 2 * CONTEXT_FRAMES) * 640
+    assert none.encode == 0
+    assert hour.encode == 50 * 3590 * 640 * 4 + ENCODER_BYTES * 64 * chunk  # 460 MB + 1.7 GB, not 7 GB at once
+    assert hour.per_prompt - hour.prefill == none.per_prompt - none.prefill + hour.encode

@@ -160,6 +160,8 @@ BAD_CONFIGS = {
     "billion codes": (setter("audio_encoder", "codebook_size", 10**9), "codebook_size = 1000000000 is outside"),
     "100k LSTM layers": (setter("audio_encoder", "num_lstm_layers", 10**5), "num_lstm_layers = 100000 is outside"),
     "no bandwidth": (setter("audio_encoder", "target_bandwidths", []), "target_bandwidths must be a non-empty"),
+    "zero window": (setter("max_duration", 0), "config.json: max_duration = 0 is outside the supported range"),
+    "NaN window": (setter("max_duration", float("nan")), "config.json: max_duration must be a number, got nan"),
     "T5 vocabulary of 1e9": (setter("text_encoder", "vocab_size", 10**9), "vocab_size = 1000000000 is outside"),
 }
 

@@ -219,10 +219,9 @@ def test_captions_from_txt_json_and_a_manifest(tmp_path):
     assert [scan.captions[f.path] for f in scan.files] == ["calm piano", "loud drums", "jazz trio", "from the txt", ""]
     assert scan.skipped == [str(tmp_path / "broken.wav")]
 
-    manifest = tmp_path / "lists" / "train.jsonl"
-    manifest.parent.mkdir()
-    lines = [{"path": "../synth_00004.wav", "caption": "slow strings"}, {"path": str(paths[0])},
-             {"path": "../synth_00002.wav", "description": "described"}]
+    manifest = tmp_path / "train.jsonl"
+    lines = [{"path": "synth_00004.wav", "caption": "slow strings"}, {"path": str(paths[0])},
+             {"path": "./synth_00002.wav", "description": "described"}]
     manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     listed = read_manifest(manifest)
     assert [Path(f.path).name for f in listed.files] == ["synth_00004.wav", "synth_00000.wav", "synth_00002.wav"]
@@ -325,7 +324,10 @@ def test_sigterm_then_resume_continues_the_step_count_and_optimizer_state(corpus
     with pytest.raises(SystemExit) as stop:
         train.main(["lm", "--max-steps", "4", *flags])
     assert stop.value.code == 128 + signal.SIGTERM
-    assert capsys.readouterr().err.startswith("train.py lm: interrupted by SIGTERM; the last finished step is in")
+    printed = capsys.readouterr()
+    assert printed.err.startswith("train.py lm: interrupted by SIGTERM; the last finished step is in")
+    assert "processes: 1 (1 node(s) x 1 device(s), SingleDeviceStrategy); batch 4 per process, 4 per step" in \
+        printed.out  # the world size among the settings
     assert not (out / "export").exists()
     monkeypatch.setattr(lm_train, "build_trainer", build_trainer)
     last = out / "checkpoints" / "last.ckpt"
@@ -400,6 +402,38 @@ def test_command_line_errors_are_one_line(tmp_path):
         train.main(["lm", "--data", str(tmp_path)])
 
 
+@pytest.mark.parametrize("command, flags, message", [
+    ("codec", ["--ratios", "0,4"], "each number of --ratios must be in [1, 1024], got 0,4"),
+    ("codec", ["--n-q", "0"], "--n-q must be in [1, 1024], got 0"),
+    ("codec", ["--lr", "nan"], "--lr must be in [1e-12, 10], got nan"),
+    ("codec", ["--betas", "0.5,1"], "each number of --betas must be in [0, 0.999999], got 0.5,1.0"),
+    ("lm", ["--codec", "x", "--dim", "0"], "--dim must be in [1, 65536], got 0"),
+    ("lm", ["--codec", "x", "--segment-seconds", "nan"], "--segment-seconds must be in [0.001, 3600], got nan"),
+])
+def test_every_number_of_both_training_commands_is_checked_like_a_config(tmp_path, command, flags, message):
+    with pytest.raises(SystemExit) as stop:
+        train.main([command, "--data", str(tmp_path), "--out", str(tmp_path / "run"), *flags])
+    assert str(stop.value) == f"train.py {command}: error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_lightnings_warnings_are_one_line_without_its_paths():
+    """Lightning prints its warnings as `site-packages/...py:217: message` once loaded; the commands do not."""
+    import warnings
+
+    import lightning.pytorch.trainer.connectors.data_connector as where
+
+    from training.run import quiet_lightning
+
+    formatter = warnings.formatwarning
+    try:
+        quiet_lightning()
+        shown = warnings.formatwarning("Using `DistributedSampler` ...", UserWarning, where.__file__, 217)
+    finally:
+        warnings.formatwarning = formatter
+    assert shown == "warning: Using `DistributedSampler` ...\n"
+
+
 class TerminateInFirstValidation(Callback):
     """Sends this process SIGTERM in the validation before training (e.g. while tokens are being encoded)."""
 
@@ -454,6 +488,20 @@ def test_bad_captions_stop_the_command_with_one_line_naming_the_file(corpus, tmp
     manifest.write_text(json.dumps({"path": str(path), "caption": ["a", "b"]}) + "\n")
     with pytest.raises(DataError, match=rf'^{manifest}:1: "caption" must be a string, got array$'):
         read_manifest(manifest)
+
+
+@pytest.mark.parametrize("line, problem", [
+    ({"path": "../../../../etc/passwd", "caption": "x"}, "path '../../../../etc/passwd' leaves the manifest's folder"),
+    ({"path": "/dev/zero", "caption": "x"}, "path '/dev/zero' is not a regular file"),
+    ({"path": "synth_00000.wav", "caption": None}, '"caption" must be a string, got null'),
+])
+def test_manifest_lines_outside_its_folder_or_without_a_caption_are_refused(tmp_path, line, problem):
+    write_synthetic_dataset(tmp_path / "data", count=1, seconds=0.1, sample_rate=RATE)
+    manifest = tmp_path / "data" / "train.jsonl"
+    manifest.write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataError) as error:
+        read_manifest(manifest)
+    assert str(error.value).startswith(f"{manifest}:1: {problem}")
 
 
 def test_a_damaged_token_cache_is_encoded_again_and_never_read_outside_its_folder(corpus, tmp_path):

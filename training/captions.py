@@ -4,10 +4,12 @@ Where the captions come from:
 - a folder (`--data DIR`): every wav / flac / ogg file (recursive) with a sidecar of the same name, `song.txt`
   (the whole text) or `song.json` ({"caption": ...} or {"description": ...}, audiocraft's key); `.txt` wins;
 - a manifest (`--manifest FILE`): one JSON object per line, {"path": "song.wav", "caption": "..."}, paths
-  relative to the manifest's folder; a line without a caption falls back to the file's sidecar.
+  relative to the manifest's folder and inside it (or absolute); a line without a caption falls back to the
+  file's sidecar.
 A file without any caption is kept with the empty (null) description: it trains the unconditional model. A
 caption must be text: a sidecar that is not UTF-8, a .json that is not an object, or a caption that is not a
-string stops the run with an error naming the file.
+string (null included) stops the run with an error naming the file; so does a manifest path that leaves the
+manifest's folder ("../../etc/passwd") or names something other than a regular file (/dev/zero, a FIFO).
 """
 
 import json
@@ -63,9 +65,9 @@ def caption_of(entry: object) -> str | None:
     if not isinstance(entry, dict):
         raise ValueError(f'expected a JSON object with a "caption", got {json_type(entry)}')
     for key in CAPTION_KEYS:
-        value = entry.get(key)
-        if value is None:
+        if key not in entry:
             continue
+        value = entry[key]
         if not isinstance(value, str):
             raise ValueError(f'"{key}" must be a string, got {json_type(value)}')
         return value.strip()
@@ -103,10 +105,21 @@ def read_manifest(manifest: str | Path) -> CaptionedFiles:
             raise DataError(f"{manifest}:{number}: expected a JSON object with a \"path\": {err}") from None
         try:
             caption = caption_of(entry)
+            check_listed_path(path, entry["path"], manifest.parent)
         except ValueError as err:
             raise DataError(f"{manifest}:{number}: {err}") from None
         result.add(path, caption)
     return result
+
+
+def check_listed_path(path: Path, written: str, folder: Path) -> None:
+    """Raise ValueError unless a manifest's relative path stays inside the manifest's folder, and what it names,
+    when it exists, is a regular file (a device or a FIFO would be read forever)."""
+    if not Path(written).is_absolute() and not path.resolve().is_relative_to(folder.resolve()):
+        raise ValueError(f"path {written!r} leaves the manifest's folder {folder}: list files inside it, or give "
+                         "an absolute path")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"path {written!r} is not a regular file")
 
 
 def read_captioned(source: str | Path) -> CaptionedFiles:

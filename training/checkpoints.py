@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from checkpoint_io.files import why_not_loaded
+
 LAST = "last.ckpt"
 
 
@@ -52,7 +54,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # corrupt, or a pickle that needs code: not ours either way
-        raise ValueError(f"{path} is not a checkpoint of this program (cannot load it weights-only): {err}") from err
+        raise ValueError(f"{path} is not a checkpoint of this program: {why_not_loaded(err)}") from None
     if not isinstance(checkpoint, dict) or "settings" not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a training checkpoint of this program (no saved settings)")
     return checkpoint

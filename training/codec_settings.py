@@ -27,6 +27,13 @@ from training.run_settings import (
 # The fields that override the preset's EncodecConfig when set (None keeps the preset's value).
 MODEL_OVERRIDES = ("sample_rate", "channels", "n_filters", "dimension", "n_q", "bins", "ratios", "lstm_layers")
 TRAINED_PARTS = ("all", "decoder")  # --train: what the codec's optimizer updates
+# Every number's range: the model's as the checkpoint loader (encodec/loading.py) checks a config's, the rest's
+# where training can run at all (Adam needs betas below 1; a segment holds at least one sample).
+RANGES = {"sample_rate": (1, 1_000_000), "channels": (1, 2), "n_filters": (1, 65_536), "dimension": (1, 65_536),
+          "n_q": (1, 1024), "bins": (2, 2**20), "ratios": (1, 1024), "lstm_layers": (1, 64),
+          "disc_filters": (1, 65_536), "disc_n_ffts": (2, 65_536), "segment_seconds": (1e-3, 3600),
+          "valid_fraction": (0, 0.99), "l1_weight": (0, 1e6), "msspec_weight": (0, 1e6), "adv_weight": (0, 1e6),
+          "feat_weight": (0, 1e6), "commitment_weight": (0, 1e6), "lr": (1e-12, 10), "betas": (0, 0.999999)}
 
 
 @functools.cache
@@ -96,6 +103,9 @@ class CodecTrainSettings(RunSettings):
         """Raise ValueError on settings that cannot train."""
         if not self.data:
             raise ValueError("--data is required (a folder of audio files)")
+        self.check_ranges(RANGES)
+        if self.ratios is not None and not 1 <= len(self.ratios) <= 16:
+            raise ValueError(f"--ratios takes 1 to 16 numbers, got {len(self.ratios)}")
         for folder in (self.data, self.valid_data):
             if folder and not Path(folder).is_dir():
                 raise ValueError(f"audio folder not found: {folder}")

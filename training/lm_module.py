@@ -212,7 +212,7 @@ class LMTrainingModule(L.LightningModule):
         means = sums[:-1] / sums[-1]
         out = LMLoss(means[0], means[1:1 + K], means[1 + K:])
         metrics = loss_metrics(out)
-        self.log_dict({f"valid/{k}": v for k, v in metrics.items()})
+        self.log_dict({f"valid/{k}": v for k, v in metrics.items()}, sync_dist=True)  # equal on every process
         entry = {"step": self.global_step, **{k: float(v) for k, v in metrics.items()}}
         valid = self.history["valid"]
         if valid and valid[-1]["step"] == entry["step"]:

@@ -18,6 +18,11 @@ from pathlib import Path
 from training.run_settings import RunSettings, add_run_arguments, argument_adder, parse_floats, resolve_fields
 
 TEXT_CONDITIONERS = ("lut", "t5")
+# Every number's range: the model's as the checkpoint loader (lm/config.py) checks a config's, the rest's where
+# training can run at all (AdamW needs betas below 1).
+RANGES = {"dim": (1, 65_536), "layers": (1, 1024), "heads": (1, 1024), "ffn_dim": (1, 2**20), "lut_bins": (1, 2**24),
+          "segment_seconds": (1e-3, 3600), "sample_seconds": (1e-3, 3600), "lr": (1e-12, 10), "betas": (0, 0.999999),
+          "weight_decay": (0, 1e3), "grad_clip": (0, 1e6)}
 MODEL_FLAGS = ("dim", "layers", "heads", "ffn_dim", "text", "lut_bins", "t5")  # defined by --init when given
 
 
@@ -81,6 +86,7 @@ class LMTrainSettings(RunSettings):
             raise ValueError("--codec is required (the codec whose tokens the LM models), unless --init gives one")
         if self.text not in TEXT_CONDITIONERS:
             raise ValueError(f"--text must be one of {TEXT_CONDITIONERS}, got {self.text!r}")
+        self.check_ranges(RANGES)
         if self.dim % self.heads != 0:
             raise ValueError(f"--dim {self.dim} is not divisible by --heads {self.heads}")
         for name in ("cfg_dropout", "word_dropout", "sentence_dropout", "valid_fraction"):
@@ -104,7 +110,7 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
     add(data, "--data", "folder of audio (wav, flac, ogg; recursive) with a caption per file: a sidecar .txt, "
         'or .json with "caption" or "description"', metavar="DIR")
     add(data, "--manifest", 'instead of --data: a JSONL file, one {"path": ..., "caption": ...} per line '
-        "(paths relative to the manifest)", metavar="FILE")
+        "(paths relative to the manifest, inside its folder, or absolute)", metavar="FILE")
     add(data, "--valid-data", "validation folder or .jsonl manifest (default: hold out --valid-fraction)",
         metavar="DIR|FILE")
     add(data, "--valid-fraction", "share of the files held out for validation without --valid-data", type=float)

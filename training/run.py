@@ -194,6 +194,9 @@ def fit(settings: RunSettings, trainer: L.Trainer, run: Run) -> None:
     """
     out = Path(settings.out)
     ckpt_path = resume_path(settings.resume, out) if settings.resume else None
+    report(f"processes: {trainer.world_size} ({trainer.num_nodes} node(s) x {trainer.num_devices} device(s), "
+           f"{type(trainer.strategy).__name__}); batch {settings.batch_size} per process, "
+           f"{settings.batch_size * trainer.world_size} per step")
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         (out / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
@@ -211,6 +214,9 @@ def fit(settings: RunSettings, trainer: L.Trainer, run: Run) -> None:
             warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
             # A resumed run writes into its own checkpoint folder, as it should.
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+            # Validating with several processes: the fixed validation set split between them, padded to equal
+            # shares (up to world size - 1 windows counted twice in the mean).
+            warnings.filterwarnings("ignore", message=".*Using `DistributedSampler` with the dataloaders.*")
             for stage in stages:
                 stage()
                 if received:  # a SIGTERM between stages, or in a validation's last batch (Lightning forgets it)
@@ -290,9 +296,16 @@ def quiet_lightning() -> None:
     """Keep Lightning to what a user of the command needs: no accelerator inventory ("GPU available: False"),
     advertising tips, "`Trainer.fit` stopped" or "Received SIGTERM" lines (its info-level log messages; the
     command says what happened itself). Its warnings about the run still show (`fit` filters the ones that are
-    not about the run)."""
+    not about the run), as one line each: Lightning, once loaded, prints its own with their site-packages path."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.formatwarning = one_line_warning
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as a command shows it: `warning: MESSAGE` (skipped files, a repaired token cache), one line
+    without Python's file name and source line."""
+    return f"warning: {message}\n"
 
 
 @rank_zero_only

@@ -6,6 +6,7 @@ Resolution order, later wins: a settings class's defaults < the settings saved i
 """
 
 import argparse
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 
@@ -36,6 +37,17 @@ class RunSettings:
         for name in names:
             if getattr(self, name) < minimum:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}")
+
+    def check_ranges(self, ranges: dict[str, tuple[float, float]]) -> None:
+        """Raise ValueError, naming the flag, when a field (each number of a tuple field) is not a finite number in
+        [low, high] of `ranges`, as the checkpoint loaders check a config's numbers; None (unset) is skipped."""
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            values = value if isinstance(value, tuple) else () if value is None else (value,)
+            if not all(isinstance(v, int | float) and math.isfinite(v) and low <= v <= high for v in values):
+                shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+                each = "each number of " if isinstance(value, tuple) else ""
+                raise ValueError(f"{each}--{name.replace('_', '-')} must be in [{low:g}, {high:g}], got {shown}")
 
     def check_betas(self) -> None:
         """Both commands' Adam betas (a field of each subclass): exactly two numbers."""

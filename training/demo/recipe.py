@@ -1,6 +1,6 @@
 """The bundled demo model, rebuilt by one command: corpus -> codec -> decoder GAN fine-tune + LM -> a model folder.
 
-    python -m training.demo --scale tiny          # a minute: smoke test, into runs/demo-tiny/model
+    python -m training.demo --scale tiny          # a minute idle (49 s of CPU): smoke test, runs/demo-tiny/model
     python -m training.demo --real-music DIR ...  # the real recipe (about 2.5 hours on a 2-core CPU), runs/demo-demo
     python -m training.demo --install ...         # the same, written to checkpoints/demo: replaces the bundled model
 
