@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     host = "0.0.0.0" if args.listen else args.host
     if problem := port_problem(host, args.port):  # before the model loads: a busy port costs no wait
         return fail(f"cannot serve on {host}:{args.port}: {problem} (choose another --port or --host)")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        return fail("the web app needs Gradio, which requirements.txt leaves out: pip install -r requirements-app.txt")
     thread_policy = threads.apply_threads(args.threads)
     from inference.app_page import build_page
     from inference.app_session import ClipStore, GenerationSession
