@@ -5,7 +5,7 @@
     python app.py --model demo --port 7861
     python app.py --listen                 # reachable from other machines (0.0.0.0)
 
-The page (inference/app_page.py) plays the audio while it is generated and then offers the final clip, written as
+The page (frontend/app_page.py) plays the audio while it is generated and then offers the final clip, written as
 `generate.py` writes it. Its API endpoint `/generate` scripts the same thing:
 
     from gradio_client import Client
@@ -20,7 +20,7 @@ import socket
 import sys
 
 from generate import DEFAULT_MODEL, fail
-from inference.cli_inputs import CliError
+from frontend.cli_inputs import CliError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         return fail("the web app needs Gradio, which requirements.txt leaves out: pip install -r requirements-app.txt")
     thread_policy = threads.apply_threads(args.threads)
-    from inference.app_page import build_page
-    from inference.app_session import ClipStore, GenerationSession
-    from inference.request_checks import MAX_UPLOAD_BYTES
+    from frontend.app_page import build_page
+    from frontend.app_session import ClipStore, GenerationSession
+    from frontend.request_checks import MAX_UPLOAD_BYTES
 
     store = ClipStore()
     signal.signal(signal.SIGTERM, stop_on_sigterm)

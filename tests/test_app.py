@@ -13,7 +13,7 @@ import pytest
 import soundfile
 
 import threads
-from inference.request_checks import RequestError, check_request, parse_seed
+from frontend.request_checks import RequestError, check_request, parse_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's (apt-get install chromium): playwright cannot download its own here
@@ -23,8 +23,8 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's (apt-get install chromium): playwrigh
 def app():
     """(url, session) of the app on a free local port."""
     pytest.importorskip("gradio")
-    from inference.app_page import build_page
-    from inference.app_session import ClipStore, GenerationSession
+    from frontend.app_page import build_page
+    from frontend.app_session import ClipStore, GenerationSession
 
     store = ClipStore()
     session = GenerationSession("demo", store, threads.apply_threads())
@@ -43,7 +43,7 @@ def test_generate_endpoint_returns_the_clis_clip(app):
     seed (the streamed pieces put end to end are the clip), with a FLAC of the same samples and the sidecar."""
     from gradio_client import Client
 
-    from inference.audio import normalize_loudness
+    from audio.clip import normalize_loudness
 
     url, session = app
     client = Client(url, verbose=False)
@@ -114,7 +114,7 @@ def test_the_page_reads_no_server_path(app, tmp_path):
 def test_stop_ends_the_generation_within_a_step(app):
     """Stop after the first piece of audio: the next request for audio raises Stopped, nothing is written, and
     the model is free again."""
-    from inference.app_session import Stopped
+    from frontend.app_session import Stopped
 
     _, session = app
     request = check_request("techno", 10.0, "1", 250, 0.0, 1.0, 3.0, model=session.source, max_duration=300)
@@ -177,7 +177,7 @@ def test_page_in_a_browser(app, tmp_path):
 
 def test_clip_store_keeps_a_bounded_count_and_age(tmp_path):
     """At most max_clips clips (every file of each), none older than max_age_s."""
-    from inference.app_session import ClipStore
+    from frontend.app_session import ClipStore
 
     store = ClipStore(max_clips=2, max_age_s=60)
     try:
@@ -200,7 +200,7 @@ def test_clip_store_keeps_a_bounded_count_and_age(tmp_path):
 def test_request_checks_are_the_clis(tmp_path, monkeypatch):
     """The CLI's rules with the page's names; the seed field: empty is random, text must be a whole number; an
     upload over the size limit is refused from its size alone."""
-    from inference import request_checks
+    from frontend import request_checks
 
     big = tmp_path / "big.wav"
     soundfile.write(big, np.zeros(1000, np.float32), 8000)
@@ -221,8 +221,8 @@ def test_request_checks_are_the_clis(tmp_path, monkeypatch):
 def test_melody_model_follows_an_uploaded_melody(tmp_path):
     """A melody model: the page offers the melody upload, and a request with one is generated and recorded."""
     gr = pytest.importorskip("gradio")
-    from inference.app_page import build_page
-    from inference.app_session import Clip, ClipStore, GenerationSession
+    from frontend.app_page import build_page
+    from frontend.app_session import Clip, ClipStore, GenerationSession
     from tests.musicgen_oracle import save_tiny_melody_musicgen
 
     _, folder = save_tiny_melody_musicgen(tmp_path / "melody")

@@ -1,8 +1,8 @@
 """The web app's generation session: the loaded model, one generation at a time, and the clips it wrote.
 
-Nothing here knows about Gradio: `GenerationSession.generate` takes a checked request (inference/request_checks.py)
+Nothing here knows about Gradio: `GenerationSession.generate` takes a checked request (frontend/request_checks.py)
 and yields the audio as it is made, then the finished clip, written by the command line's own output code
-(inference/outputs.py: normalised, 16-bit WAV, JSON sidecar, spectrogram). The page (inference/app_page.py) turns
+(frontend/outputs.py: normalised, 16-bit WAV, JSON sidecar, spectrogram). The page (frontend/app_page.py) turns
 these into what the browser shows.
 """
 
@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 import generate as cli
+from audio.clip import atomic_path, write_error
+from frontend.cli_inputs import resolve_device
+from frontend.outputs import OutputError, save_clip, slug
+from frontend.request_checks import Request, RequestError
 from inference import MusicGen
-from inference.audio import atomic_path, write_error
-from inference.cli_inputs import resolve_device
-from inference.outputs import OutputError, save_clip, slug
-from inference.request_checks import Request, RequestError
 
 MAX_CLIPS = 50  # clips kept on the server (all visitors together); older ones are removed first
 MAX_AGE_S = 3600.0  # and none is kept longer than an hour

@@ -3,8 +3,8 @@
     prompt, duration, seed, sampling, int8, melody / audio prompt --Generate--> /generate
         live player (audio as it is made) -> final clip, WAV + FLAC, spectrogram, settings, earlier clips
 
-The page holds no model logic: requests are checked by the command line's rules (inference/request_checks.py),
-generated and written by the session (inference/app_session.py). One event, `/generate`, serves the page and the
+The page holds no model logic: requests are checked by the command line's rules (frontend/request_checks.py),
+generated and written by the session (frontend/app_session.py). One event, `/generate`, serves the page and the
 API: its parameters are `prompt`, `duration`, `seed`, then the optional ones, and its first output is the final
 clip's file, so `gradio_client.Client(url).predict("jazz", 5, 42, api_name="/generate")[0]` is a WAV path.
 """
@@ -14,11 +14,11 @@ import shutil
 import gradio as gr
 import torch
 
+from audio.wav_stream import StreamingLimiter, pcm16, wav_header
+from frontend.app_session import Clip, GenerationSession, Stopped
+from frontend.outputs import OutputError
+from frontend.request_checks import RequestError, check_request
 from generate import DEMO_FOLDER
-from inference.app_session import Clip, GenerationSession, Stopped
-from inference.outputs import OutputError
-from inference.request_checks import RequestError, check_request
-from inference.wav_stream import StreamingLimiter, pcm16, wav_header
 
 EXAMPLES = [
     "An uplifting jazz song that makes your head shake",

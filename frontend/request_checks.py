@@ -1,4 +1,4 @@
-"""The web app's requests, checked by the command line's rules (inference/cli_inputs.py) before any work.
+"""The web app's requests, checked by the command line's rules (frontend/cli_inputs.py) before any work.
 
 A request from the page or from the API (`gradio_client`) carries the same values as a command line: a prompt,
 numbers, and optional audio files. They go through the CLI's own checks, so both front ends accept and refuse the
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.cli_inputs import (
+from frontend.cli_inputs import (
     CliError,
     check_numbers,
     read_melody,
@@ -117,7 +117,7 @@ def whole_number(value: float | None, name: str) -> int | None:
 def checked_upload(path: str, what: str) -> Path:
     """An uploaded audio file (`what`: "the melody", ...), refused from its size and header (too large, too long,
     not audio) before it is decoded."""
-    from inference.audio import audio_seconds
+    from audio.clip import audio_seconds
 
     path = Path(path)
     size = os.path.getsize(path) if path.is_file() else 0
