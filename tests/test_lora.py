@@ -201,3 +201,11 @@ def test_two_cpu_processes(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and (out / "adapter" / ADAPTER_WEIGHTS).is_file()
+
+
+def test_early_stop_ends_the_run_when_the_validation_loss_stops_falling(tmp_path):
+    _, tiny = save_tiny_musicgen(tmp_path / "tiny")
+    settings = lora_settings(tmp_path, tiny, max_steps=10, lr=0.0, valid_every=1, early_stop=1)  # a flat loss
+    summary = train_lm(settings)
+    assert summary["steps"] == 2  # step 1 sets the best loss, step 2 does not beat it: stop
+    assert (Path(settings.out) / "adapter" / ADAPTER_WEIGHTS).is_file()
