@@ -61,7 +61,7 @@ def old_style_clips(mg: MusicGen, per_style: int, seed: int) -> tuple[torch.Tens
         return mg.codec.encode(wav), [c.caption for c in clips]
 
 
-def recording_windows(manifest: Path, sample_rate: int, per_file: int, floor_db: float = -40.0) -> torch.Tensor:
+def recording_windows(manifest: Path, sample_rate: int, per_file: int, floor_db: float = -30.0) -> torch.Tensor:
     """`per_file` windows of SECONDS spread over each recording of a JSONL manifest, mono: [B, 1, N]; near-silent
     windows (RMS below `floor_db` dBFS: the set holds a few silent tracks) are left out."""
     windows = []
@@ -145,7 +145,8 @@ def evaluate(work: Path, caption: str, seeds: int = 2, batch: int = 2) -> tuple[
         "adapter": {"file_bytes": adapter["file_bytes"], "parameters": adapter["parameters"],
                     "lm_parameters": adapter["lm_parameters"], "share_of_lm": adapter["share"]},
     }
-    examples = {"held-out recording (window)": real[0],
+    rms = real.pow(2).mean(dim=(1, 2))  # [B]
+    examples = {"held-out recording (the window of median level)": real[rms.argsort()[len(real) // 2]],
                 **{f'{name}: "{caption}"': wav[0] for name, wav in generated.items()}}
     return report, examples
 
