@@ -94,6 +94,8 @@ class Settings:
     prompt_audio: str | None
     melody: str | None = None
     denoise: float = 0.0  # the spectral gate's strength (audio/denoise.py); 0: off
+    lora: str | None = None  # a LoRA adapter folder merged into the LM (inference/lora.py)
+    lora_scale: float = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="int8: the LM's weights as int8 (a quarter of the bytes; about 3x faster on a CPU, "
                              "less memory on a GPU) (default: none)")
+    parser.add_argument("--lora", type=Path, metavar="ADAPTER",
+                        help="a LoRA adapter folder (train.py lm --lora-rank, or any PEFT LoRA of this model) merged "
+                             "into the model's weights as it loads")
+    parser.add_argument("--lora-scale", type=float, default=1.0, metavar="S",
+                        help="multiply the adapter's change (0: the model without it) (default: 1)")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="record each window's decoding step in a CUDA graph and replay it (CUDA only)")
     parser.add_argument("--threads", type=int, metavar="N",
@@ -247,6 +254,10 @@ def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
                                                                      args.spectrogram)
     if args.melody and args.prompt_audio:
         raise CliError("--melody and --prompt-audio cannot be combined")
+    if args.lora is not None and not (args.lora / "adapter_config.json").is_file():
+        raise CliError(f"--lora {args.lora}: not a LoRA adapter folder (no adapter_config.json)")
+    if not math.isfinite(args.lora_scale):
+        raise CliError(f"--lora-scale must be a finite number, got {args.lora_scale}")
     prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
     model, fallback_from = args.model, None
     if model is None and default_model_absent() and (DEMO_FOLDER / "config.json").is_file():
@@ -264,11 +275,12 @@ def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
         seed=seed, seed_was_random=args.seed is None, sampling=sampling,
         normalize="stream" if audio_out is not None else args.normalize,
         target_lufs=args.lufs, peak_db=-1.0, prompt_audio=str(args.prompt_audio) if args.prompt_audio else None,
-        melody=str(args.melody) if args.melody else None, denoise=DENOISE_STRENGTH if args.denoise else 0.0)
+        melody=str(args.melody) if args.melody else None, denoise=DENOISE_STRENGTH if args.denoise else 0.0,
+        lora=str(args.lora) if args.lora else None, lora_scale=args.lora_scale)
     print_settings(settings, prompts, outputs)
 
     started = time.perf_counter()
-    mg, source = load_model(model, device, dtype, args.quantize, args.cuda_graph)
+    mg, source = load_model(model, device, dtype, args.quantize, args.cuda_graph, settings.lora, args.lora_scale)
     load_seconds = time.perf_counter() - started
     if model is None and source != settings.model:  # the default model turned out to be absent while loading
         fallback_from = settings.model
@@ -364,7 +376,8 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
                  "stream": f"none (streamed: the model's level, true peak <= {s.peak_db:g} dBFS)"}[s.normalize]
     lm = f"int8 weights, {s.dtype} activations" if s.quantize == "int8" else s.dtype
     graph = ", CUDA graph" if s.cuda_graph else ""
-    rows = [("model", s.model), ("device", f"{s.device}, LM in {lm}{graph} (text encoder and codec float32)"),
+    adapter = f" + LoRA {s.lora} (scale {s.lora_scale:g}, merged)" if s.lora else ""
+    rows = [("model", s.model + adapter), ("device", f"{s.device}, LM in {lm}{graph} (text encoder and codec float32)"),
             ("threads", s.threads),
             ("duration", f"{s.duration:g} s" + (f", continuing {s.prompt_audio}" if s.prompt_audio else "")),
             ("sampling", f"{sampling}, cfg {p.cfg_coef:g}"),
@@ -388,7 +401,8 @@ def default_model_absent() -> bool:
     return not cached and not hub_reachable()
 
 
-def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_graph: bool):
+def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_graph: bool, lora: str | None = None,
+               lora_scale: float = 1.0):
     """(MusicGen, the source it was loaded from). Without --model, the default model; when that can be neither
     downloaded nor found in the cache, the bundled demo model, said in one line."""
     import torch
@@ -398,7 +412,8 @@ def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_g
     from inference.loading import resolve_source
 
     def load(source: str):
-        options = dict(dtype=getattr(torch, dtype), quantize=None if quantize == "none" else quantize)
+        options = dict(dtype=getattr(torch, dtype), quantize=None if quantize == "none" else quantize, lora=lora,
+                       lora_scale=lora_scale)
         return MusicGen.from_pretrained(source, device=device, cuda_graph=cuda_graph, **options), source
 
     source = model or DEFAULT_MODEL

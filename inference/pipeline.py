@@ -31,6 +31,7 @@ from inference.checks import (
 from inference.chunked import decode_in_chunks
 from inference.generation import Window, cuda_graph_step, piece_frames, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
+from inference.lora import MergeAtLoad
 from inference.speed import load_transform
 from inference.streaming import stream_audio
 from lm.chroma import ChromaExtractor, null_chroma
@@ -74,7 +75,8 @@ class MusicGen:
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike = "facebook/musicgen-small",
                         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                        quantize: str | None = None, cuda_graph: bool = False) -> "MusicGen":
+                        quantize: str | None = None, cuda_graph: bool = False, lora: str | os.PathLike | None = None,
+                        lora_scale: float = 1.0) -> "MusicGen":
         """Load a published MusicGen (Hub repo id, short name like "small", or a local folder of either layout).
 
         Args:
@@ -85,6 +87,8 @@ class MusicGen:
             quantize: None, or "int8": the LM's transformer weights as int8 with per-channel scales (a quarter
                 of float32's bytes; on CPU about 3x faster decoding than float32).
             cuda_graph: record each window's one-step pass in a CUDA graph and replay it (CUDA only).
+            lora: a LoRA adapter folder (PEFT's format, `inference.lora`) merged into the LM's float weights as
+                they load, before any cast or quantization; lora_scale multiplies its change.
         """
         device = check_device(device) if device is not None else default_device()
         if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
@@ -97,7 +101,10 @@ class MusicGen:
         if dtype is None and quantize is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
         # the LM is built in its final form: each float32 tensor cast or quantized as it is read
-        parts = load_musicgen_parts(source, device, torch.float32, load_transform(device, dtype, quantize))
+        transform = load_transform(device, dtype, quantize)
+        if lora is not None:
+            transform = MergeAtLoad(lora, lora_scale, transform, base=str(source)).transform()
+        parts = load_musicgen_parts(source, device, torch.float32, transform)
         return cls(parts.lm, parts.codec, parts.text, max_duration=parts.max_duration, cuda_graph=cuda_graph)
 
     @property

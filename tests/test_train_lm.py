@@ -405,7 +405,7 @@ def test_command_line_errors_are_one_line(tmp_path):
 @pytest.mark.parametrize("command, flags, message", [
     ("codec", ["--ratios", "0,4"], "each number of --ratios must be in [1, 1024], got 0,4"),
     ("codec", ["--n-q", "0"], "--n-q must be in [1, 1024], got 0"),
-    ("codec", ["--lr", "nan"], "--lr must be in [1e-12, 10], got nan"),
+    ("codec", ["--lr", "nan"], "--lr must be in [0, 10], got nan"),
     ("codec", ["--betas", "0.5,1"], "each number of --betas must be in [0, 0.999999], got 0.5,1.0"),
     ("lm", ["--codec", "x", "--dim", "0"], "--dim must be in [1, 65536], got 0"),
     ("lm", ["--codec", "x", "--segment-seconds", "nan"], "--segment-seconds must be in [0.001, 3600], got nan"),

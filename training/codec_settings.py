@@ -33,7 +33,7 @@ RANGES = {"sample_rate": (1, 1_000_000), "channels": (1, 2), "n_filters": (1, 65
           "n_q": (1, 1024), "bins": (2, 2**20), "ratios": (1, 1024), "lstm_layers": (1, 64),
           "disc_filters": (1, 65_536), "disc_n_ffts": (2, 65_536), "segment_seconds": (1e-3, 3600),
           "valid_fraction": (0, 0.99), "l1_weight": (0, 1e6), "msspec_weight": (0, 1e6), "adv_weight": (0, 1e6),
-          "feat_weight": (0, 1e6), "commitment_weight": (0, 1e6), "lr": (1e-12, 10), "betas": (0, 0.999999)}
+          "feat_weight": (0, 1e6), "commitment_weight": (0, 1e6), "lr": (0, 10), "betas": (0, 0.999999)}
 
 
 @functools.cache

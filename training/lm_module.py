@@ -145,6 +145,10 @@ class LMTrainingModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self._place_frozen_parts()
 
+    def on_train_start(self) -> None:
+        if self.settings.sample_every and self.global_step == 0 and self.trainer.is_global_zero:
+            self.log_samples()  # the model before training, to compare the later samples with
+
     def on_validation_start(self) -> None:
         self._place_frozen_parts()
 
@@ -250,9 +254,22 @@ class LMTrainingModule(L.LightningModule):
         checkpoint["settings"] = self.settings.to_dict()
         checkpoint["lm_config"] = asdict(self.lm.config)
         checkpoint["history"] = {k: list(v) for k, v in self.history.items()}
+        if self.settings.lora_rank:  # the adapter alone: the frozen weights are --init's
+            trained = self.trained_names()
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.history = {k: list(v) for k, v in checkpoint["history"].items()}
+        if self.settings.lora_rank:
+            saved, trained = set(checkpoint["state_dict"]), self.trained_names()
+            if saved != trained:
+                raise ValueError(f"the checkpoint's adapter does not fit this run's: {len(saved - trained)} "
+                                 f"tensors unexpected, {len(trained - saved)} missing (e.g. "
+                                 f"{next(iter(sorted(saved ^ trained)))})")
+            checkpoint["state_dict"] = {**self.state_dict(), **checkpoint["state_dict"]}  # frozen ones from --init
+
+    def trained_names(self) -> set[str]:
+        return {name for name, p in self.named_parameters() if p.requires_grad}
 
 
 def loss_metrics(out: LMLoss) -> dict[str, torch.Tensor]:

@@ -21,8 +21,14 @@ TEXT_CONDITIONERS = ("lut", "t5")
 # Every number's range: the model's as the checkpoint loader (lm/config.py) checks a config's, the rest's where
 # training can run at all (AdamW needs betas below 1).
 RANGES = {"dim": (1, 65_536), "layers": (1, 1024), "heads": (1, 1024), "ffn_dim": (1, 2**20), "lut_bins": (1, 2**24),
-          "segment_seconds": (1e-3, 3600), "sample_seconds": (1e-3, 3600), "lr": (1e-12, 10), "betas": (0, 0.999999),
+          "segment_seconds": (1e-3, 3600), "sample_seconds": (1e-3, 3600), "lr": (0, 10), "betas": (0, 0.999999),
           "weight_decay": (0, 1e3), "grad_clip": (0, 1e6)}
+ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")
+LORA_TARGET_GROUPS = {  # --lora-targets words -> our layer-local module names (see training/lora.py)
+    "self_attn": tuple(f"self_attn.{p}" for p in ATTENTION),
+    "cross_attn": tuple(f"cross_attn.{p}" for p in ATTENTION),
+    "ffn": ("linear1", "linear2"),
+}
 MODEL_FLAGS = ("dim", "layers", "heads", "ffn_dim", "text", "lut_bins", "t5")  # defined by --init when given
 
 
@@ -50,6 +56,11 @@ class LMTrainSettings(RunSettings):
     text: str = "lut"
     lut_bins: int = 4096
     t5: str = "t5-base"
+    # LoRA fine-tuning of --init's LM (training/lora.py): rank 0 fine-tunes every weight instead
+    lora_rank: int = 0
+    lora_alpha: float | None = None  # default: the rank (scaling alpha / r = 1)
+    lora_dropout: float = 0.0
+    lora_targets: str = "self_attn,cross_attn"
     # objective
     cfg_dropout: float = 0.3
     word_dropout: float = 0.3
@@ -66,6 +77,11 @@ class LMTrainSettings(RunSettings):
     sample_every: int = 1000  # 0: never
     sample_seconds: float | None = None  # default: segment_seconds
     num_samples: int = 2
+    early_stop: int = 0  # stop after this many validations without a lower loss (0: never)
+
+    @property
+    def lora_targets_parsed(self) -> tuple[str, ...]:
+        return parse_lora_targets(self.lora_targets)
 
     @property
     def cache_folder(self) -> Path:
@@ -96,10 +112,17 @@ class LMTrainSettings(RunSettings):
             raise ValueError("--segment-seconds must be > 0")
         if not 0 < self.sample_duration <= self.segment_seconds:
             raise ValueError("--sample-seconds must be in (0, --segment-seconds]: samples are generated in one window")
+        if self.lora_rank and not self.init:
+            raise ValueError("--lora-rank needs --init: the model whose LM the adapter changes")
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise ValueError("--lora-alpha must be > 0")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError("--lora-dropout must be in [0, 1)")
+        self.lora_targets_parsed  # noqa: B018 (raises on an unknown target)
         self.check_betas()
         self.check_at_least(1, ("batch_size", "max_steps", "valid_examples", "dim", "layers", "heads", "lut_bins",
                                 "num_samples"))
-        self.check_at_least(0, ("warmup_steps", "sample_every", "num_workers"))
+        self.check_at_least(0, ("warmup_steps", "sample_every", "num_workers", "lora_rank", "early_stop"))
         self.check_run()
 
 
@@ -132,6 +155,13 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
         choices=TEXT_CONDITIONERS)
     add(model, "--lut-bins", "rows of the word table (words are hashed into them)", type=int)
     add(model, "--t5", "T5 model with --text t5 (Hub name or folder)", metavar="NAME")
+    lora = parser.add_argument_group("LoRA fine-tuning (with --init): small adapters, the model stays frozen")
+    add(lora, "--lora-rank", "train a LoRA adapter of this rank r on --init's LM instead of every weight; written to "
+        "OUT/adapter (PEFT's format; generate.py --lora OUT/adapter). 0: full fine-tuning", type=int, metavar="R")
+    add(lora, "--lora-alpha", "LoRA alpha: the change B A is scaled by alpha / r (default: r)", type=float)
+    add(lora, "--lora-dropout", "dropout on the adapter's input", type=float)
+    add(lora, "--lora-targets", "the layers adapted: comma-separated self_attn, cross_attn, ffn, or single "
+        "projections (self_attn.q_proj, cross_attn.v_proj, linear1, ...)", metavar="LIST")
     objective = parser.add_argument_group("objective")
     add(objective, "--cfg-dropout", "probability of dropping the descriptions of a whole batch (classifier-free "
         "guidance)", type=float)
@@ -151,7 +181,28 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
         type=int)
     add(run, "--sample-seconds", "length of those samples (default: --segment-seconds)", type=float)
     add(run, "--num-samples", "how many samples each time", type=int)
+    add(run, "--early-stop", "stop after N validations without a lower validation loss (0: never)", type=int,
+        metavar="N")
     add_run_arguments(run, add)
+
+
+def parse_lora_targets(text: str) -> tuple[str, ...]:
+    """`--lora-targets`: comma-separated groups (self_attn, cross_attn, ffn) or single projections
+    (self_attn.q_proj, cross_attn.v_proj, linear1, ...) -> our layer-local module names, in a fixed order.
+
+    Raises:
+        ValueError: naming an unknown target.
+    """
+    known = [name for group in LORA_TARGET_GROUPS.values() for name in group]
+    chosen = set()
+    for word in filter(None, (w.strip() for w in text.split(","))):
+        if word not in LORA_TARGET_GROUPS and word not in known:
+            raise ValueError(f"--lora-targets: unknown target {word!r}; choose among "
+                             f"{', '.join(LORA_TARGET_GROUPS)} or single projections ({', '.join(known)})")
+        chosen |= set(LORA_TARGET_GROUPS.get(word, (word,)))
+    if not chosen:
+        raise ValueError("--lora-targets names no layer")
+    return tuple(name for name in known if name in chosen)
 
 
 def resolve_lm_settings(given: dict, saved: dict | None = None) -> LMTrainSettings:

@@ -4,6 +4,8 @@ Output folder layout (besides settings.json, checkpoints/ and tensorboard/, see 
 holds the losses, per-codebook losses and accuracies, the lr and generated audio examples):
     OUT/tokens/                    the token cache (unless --cache puts it elsewhere): reused by later runs
     OUT/export/                    the final model: MusicGen.from_pretrained(OUT/export), generate.py --model
+    OUT/adapter/                   instead, with --lora-rank: the LoRA adapter (PEFT's folder; training/lora.py):
+                                   MusicGen.from_pretrained(INIT, lora=OUT/adapter), generate.py --lora
     OUT/loss_curve.png             training and validation losses, validation accuracies, against the step
     OUT/summary.json               losses first and last, steps, files used, skipped and encoded
 """
@@ -14,13 +16,14 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from encodec import EncodecConfig, EncodecModel, load_encodec
 from encodec.inference import prepare_codec_for_inference
 from inference import MusicGen
 from inference.export import save_musicgen
 from inference.loading import load_tokenizer, t5_from_pretrained
+from inference.lora import ADAPTER_WEIGHTS
 from lm.conditioning import LookupTableConditioner, T5Conditioner
 from lm.config import LMConfig
 from lm.model import MusicGenLM
@@ -30,6 +33,7 @@ from training.lm_data import LMDataModule
 from training.lm_module import LMTrainingModule, init_lm_weights
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
 from training.lm_tokens import CacheStats, codec_fingerprint
+from training.lora import adapter_summary, add_lora, save_adapter
 from training.plots import plot_lm_curves
 from training.run import Run
 
@@ -56,9 +60,14 @@ def build_model(settings: LMTrainSettings) -> tuple[MusicGenLM, torch.nn.Module,
     if settings.init:
         mg = MusicGen.from_pretrained(settings.init, device="cpu", dtype=torch.float32)
         if mg.lm.config.num_chroma is not None:
-            raise ValueError(f"{settings.init} is a melody model: fine-tuning with chroma is not supported yet")
+            raise ValueError(f"{settings.init} is a melody model: fine-tuning it (fully or with LoRA) is not "
+                             "supported, the captioned training data has no melodies to condition it on")
         if settings.codec and codec_fingerprint(load_codec(settings.codec)) != codec_fingerprint(mg.codec):
             raise ValueError(f"--codec {settings.codec} is not the codec of --init {settings.init}: omit --codec")
+        if settings.lora_rank:  # only the adapter trains: the text encoder (a word table too) stays as it is
+            mg.text.requires_grad_(False)
+            add_lora(mg.lm, settings.lora_rank, settings.lora_alpha or settings.lora_rank, settings.lora_dropout,
+                     settings.lora_targets_parsed)
         return mg.lm, mg.text, mg.codec
     codec = load_codec(settings.codec)
     if settings.text == "lut":  # words -> vectors of the LM's width: no projection needed
@@ -82,13 +91,18 @@ def prepare_run(settings: LMTrainSettings) -> Run:
     lm, text, codec = build_model(settings)
     data = LMDataModule(settings, codec)
     module = LMTrainingModule(settings, lm, text, codec, data.sample_captions(settings.num_samples))
-    description = (f"LM config: {lm.config}\nLM parameters: {sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M; "
+    trained = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    description = (f"LM config: {lm.config}\nLM parameters: {sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M, "
+                   f"trained: {trained / 1e6:.3f}M; "
                    f"files: {len(data.train_files)} train, {len(data.valid_files)} valid, {len(data.skipped)} "
                    f"skipped, {data.uncaptioned} without a caption")
     return Run(module, data, description)
 
 
 def build_trainer(settings: LMTrainSettings, callbacks: Sequence[Callback] = ()) -> L.Trainer:
+    if settings.early_stop:  # validations without a lower loss; a stopped run ends as a finished one
+        callbacks = [*callbacks, EarlyStopping("valid/loss", patience=settings.early_stop,
+                                               check_on_train_epoch_end=False)]
     return runs.build_trainer(settings, "step{step:07.0f}", callbacks, gradient_clip_val=settings.grad_clip or None)
 
 
@@ -108,7 +122,12 @@ def train_lm(settings: LMTrainSettings, run: Run | None = None, callbacks: Seque
     runs.fit(settings, trainer, run)
     summary = make_summary(module, data, trainer.global_step)
     if trainer.is_global_zero:
-        save_musicgen(module.musicgen(), out / "export")
+        if settings.lora_rank:
+            save_adapter(module.lm, out / "adapter", settings.init)
+            summary["adapter"] = {**adapter_summary(module.lm),
+                                  "file_bytes": (out / "adapter" / ADAPTER_WEIGHTS).stat().st_size}
+        else:
+            save_musicgen(module.musicgen(), out / "export")
         plot_lm_curves(module.history, out / "loss_curve.png", title=f"LM training: {out.name}")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -143,8 +162,14 @@ def summary_lines(settings: LMTrainSettings, summary: dict) -> list[str]:
                      f"step {train['last_step']}")
     tokens = summary["tokens"]
     lines.append(f"tokens: {tokens['encoded']} files encoded, {tokens['reused']} reused from {tokens['cache']}; "
-                 f"skipped {len(summary['files']['skipped'])} files, {len(summary['files']['too_short'])} too short; "
-                 f"export: {Path(settings.out) / 'export'}")
+                 f"skipped {len(summary['files']['skipped'])} files, {len(summary['files']['too_short'])} too short")
+    if "adapter" in summary:
+        adapter = summary["adapter"]
+        lines.append(f"adapter: {Path(settings.out) / 'adapter'} ({adapter['file_bytes'] / 1e6:.2f} MB, "
+                     f"{100 * adapter['share']:.2f}% of the LM's parameters); use it with generate.py --model "
+                     f"{settings.init} --lora {Path(settings.out) / 'adapter'}")
+    else:
+        lines.append(f"export: {Path(settings.out) / 'export'}")
     return lines
 
 
