@@ -19,7 +19,8 @@ import signal
 import socket
 import sys
 
-from generate import DEFAULT_MODEL, fail
+from frontend.cli_inputs import fail
+from frontend.models import DEFAULT_MODEL
 from frontend.cli_inputs import CliError
 
 

@@ -26,13 +26,13 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from inference.checks import MAX_SEED
 from frontend.cli_inputs import (
+    fail,
     MAX_PROMPTS_FILE,
     CliError,
     check_numbers,
@@ -43,15 +43,10 @@ from frontend.cli_inputs import (
     sampling_settings,
 )
 from inference.memory import MAX_BATCH
+from frontend import models
+from frontend.models import DEFAULT_MODEL, Settings, default_model_absent, flat_settings, load_model
 from frontend.outputs import plan_outputs, save_clip
 
-if TYPE_CHECKING:
-    from lm.sampling import SamplingParams
-
-ROOT = Path(__file__).resolve().parent
-DEFAULT_MODEL = "facebook/musicgen-small"
-DEMO_FOLDER = ROOT / "checkpoints" / "demo"  # the small bundled model (`--model demo`, offline fallback)
-MAX_MESSAGE = 400  # characters of an error message shown
 DENOISE_STRENGTH = 0.5  # --denoise: gated bins at -6 dB (audio.denoise.DEFAULT_STRENGTH, without importing torch)
 TERMINATED = "terminated (SIGTERM): nothing half-written was left"
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -72,30 +67,6 @@ class SigtermHandler:
         self.received = True
         if self.running:
             raise Terminated()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The resolved settings of one run (recorded in every sidecar)."""
-
-    model: str
-    device: str
-    dtype: str
-    quantize: str
-    cuda_graph: bool
-    threads: str
-    duration: float
-    seed: int
-    seed_was_random: bool
-    sampling: "SamplingParams"
-    normalize: str
-    target_lufs: float
-    peak_db: float
-    prompt_audio: str | None
-    melody: str | None = None
-    denoise: float = 0.0  # the spectral gate's strength (audio/denoise.py); 0: off
-    lora: str | None = None  # a LoRA adapter folder merged into the LM (inference/lora.py)
-    lora_scale: float = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,15 +199,6 @@ def print_note(message, category, filename, lineno, file=None, line=None) -> Non
     print(f"note: {message}", flush=True)
 
 
-def fail(message: str, code: int = 1) -> int:
-    """Report an error as one line on stderr (long ones, like lists of mismatched tensors, cut short)."""
-    message = " ".join(message.split())
-    if len(message) > MAX_MESSAGE:
-        message = f"{message[:MAX_MESSAGE]} ... ({len(message) - MAX_MESSAGE} more characters)"
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
 def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
     # Everything that can be checked without the model is checked first: a typo should not cost a download.
     prompts = read_prompts(args.prompts, args.prompts_file)
@@ -260,16 +222,16 @@ def run(args: argparse.Namespace, argv: list[str], audio_out=None) -> int:
         raise CliError(f"--lora-scale must be a finite number, got {args.lora_scale}")
     prompt_audio = read_prompt_audio(args.prompt_audio, args.duration) if args.prompt_audio else None
     model, fallback_from = args.model, None
-    if model is None and default_model_absent() and (DEMO_FOLDER / "config.json").is_file():
+    if model is None and default_model_absent() and (models.DEMO_FOLDER / "config.json").is_file():
         print(f"offline: {DEFAULT_MODEL} cannot be downloaded and is not cached, so this run uses the bundled demo "
-              f"model ({DEMO_FOLDER}), a toy trained on synthetic music")
+              f"model ({models.DEMO_FOLDER}), a toy trained on synthetic music")
         model, fallback_from = "demo", DEFAULT_MODEL
     melody = read_melody(args.melody, model or DEFAULT_MODEL, args.duration) if args.melody else None
     from inference.loading import resolve_source
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings = Settings(
-        model=str(DEMO_FOLDER) if model == "demo" else resolve_source(model or DEFAULT_MODEL),
+        model=str(models.DEMO_FOLDER) if model == "demo" else resolve_source(model or DEFAULT_MODEL),
         device=device, dtype=dtype, quantize=args.quantize, cuda_graph=args.cuda_graph, threads=thread_policy,
         duration=args.duration,
         seed=seed, seed_was_random=args.seed is None, sampling=sampling,
@@ -361,13 +323,6 @@ def choose_batch_size(mg, forced: int | None, num_prompts: int, prompt_audio, s:
     return batch_size
 
 
-def flat_settings(settings: Settings) -> dict:
-    """The settings as the sidecar records them: one level, the sampling fields beside the others."""
-    record = asdict(settings)
-    record.update(record.pop("sampling"))
-    return record
-
-
 def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None:
     p = s.sampling
     sampling = "greedy" if not p.use_sampling else f"top-k {p.top_k}, top-p {p.top_p:g}, temperature {p.temperature:g}"
@@ -387,55 +342,6 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
         print(f"{name:<10} {value}")
     for i, (prompt, out) in enumerate(zip(prompts, outputs, strict=True), 1):
         print(f"{i:>4}. {out}  <-  " + (f'"{prompt}"' if prompt else "(empty prompt: unconditional generation)"))
-
-
-def default_model_absent() -> bool:
-    """Whether the default model can be neither found in the cache nor downloaded (asked before the settings
-    are printed, so that they name the model that will run)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    from checkpoint_io import hub_reachable
-
-    cached = any(isinstance(try_to_load_from_cache(DEFAULT_MODEL, name), str)
-                 for name in ("config.json", "state_dict.bin"))
-    return not cached and not hub_reachable()
-
-
-def load_model(model: str | None, device: str, dtype: str, quantize: str, cuda_graph: bool, lora: str | None = None,
-               lora_scale: float = 1.0):
-    """(MusicGen, the source it was loaded from). Without --model, the default model; when that can be neither
-    downloaded nor found in the cache, the bundled demo model, said in one line."""
-    import torch
-
-    from checkpoint_io import ModelNotFoundError
-    from inference import MusicGen
-    from inference.loading import resolve_source
-
-    def load(source: str):
-        options = dict(dtype=getattr(torch, dtype), quantize=None if quantize == "none" else quantize, lora=lora,
-                       lora_scale=lora_scale)
-        return MusicGen.from_pretrained(source, device=device, cuda_graph=cuda_graph, **options), source
-
-    source = model or DEFAULT_MODEL
-    if source == "demo":
-        if not (DEMO_FOLDER / "config.json").is_file():
-            raise CliError(f"the bundled demo model is missing from {DEMO_FOLDER} (rebuild it with "
-                           "`python -m training.demo`); or use --model small (downloads facebook/musicgen-small)")
-        source = str(DEMO_FOLDER)
-    source = resolve_source(source)  # `--model small` records facebook/musicgen-small, as the default does
-    try:
-        return load(source)
-    except (ValueError, OSError, KeyError) as err:
-        if model is None and isinstance(err, ModelNotFoundError):  # absent, not broken: say why otherwise
-            if (DEMO_FOLDER / "config.json").is_file():
-                print(f"offline: {DEFAULT_MODEL} cannot be downloaded and is not cached, so this run uses the "
-                      f"bundled demo model ({DEMO_FOLDER}), a toy trained on synthetic music")
-                return load(str(DEMO_FOLDER))
-            raise CliError(f"cannot get the default model {DEFAULT_MODEL} (no network, not cached) and the bundled "
-                           f"demo model is missing from {DEMO_FOLDER}. Download the weights once with `hf download "
-                           f"{DEFAULT_MODEL}` on a machine with network access, or pass --model FOLDER") from None
-        detail = str(err) if not isinstance(err, KeyError) else f"its config.json lacks the section {err}"
-        raise CliError(f"cannot load the model {source}: {detail}") from None
 
 
 def generate(mg, prompts: list[str], prompt_audio, melody, s: Settings, seed: int):

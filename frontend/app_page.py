@@ -16,9 +16,9 @@ import torch
 
 from audio.wav_stream import StreamingLimiter, pcm16, wav_header
 from frontend.app_session import Clip, GenerationSession, Stopped
+from frontend.models import DEMO_FOLDER
 from frontend.outputs import OutputError
 from frontend.request_checks import RequestError, check_request
-from generate import DEMO_FOLDER
 
 EXAMPLES = [
     "An uplifting jazz song that makes your head shake",

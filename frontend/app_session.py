@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-import generate as cli
 from audio.clip import atomic_path, write_error
+from frontend import models
 from frontend.cli_inputs import resolve_device
 from frontend.outputs import OutputError, save_clip, slug
 from frontend.request_checks import Request, RequestError
@@ -103,11 +103,11 @@ class GenerationSession:
         """The model with `quantize` ("none" or "int8") weights, loaded on first use."""
         if quantize not in self.models:
             device, dtype = resolve_device(self.device, "auto", quantize)
-            mg, source = cli.load_model(self.source or self.requested, device, dtype, quantize, cuda_graph=False)
+            mg, source = models.load_model(self.source or self.requested, device, dtype, quantize, cuda_graph=False)
             if not self.source:  # the first load decides the model, the offline fallback included
                 self.source = source
-                fell_back = self.requested is None and source == str(cli.DEMO_FOLDER)
-                self.fallback_from = cli.DEFAULT_MODEL if fell_back else None
+                fell_back = self.requested is None and source == str(models.DEMO_FOLDER)
+                self.fallback_from = models.DEFAULT_MODEL if fell_back else None
             self.models[quantize] = mg
         return self.models[quantize]
 
@@ -169,9 +169,9 @@ class GenerationSession:
         record = self.record(request, settings, mg.sample_rate, wav, seconds, first_audio)
         yield self.write(wav, mg.sample_rate, settings, record)
 
-    def settings(self, request: Request, quantize: str, seed: int) -> "cli.Settings":
+    def settings(self, request: Request, quantize: str, seed: int) -> "models.Settings":
         device, dtype = resolve_device(self.device, "auto", quantize)
-        return cli.Settings(
+        return models.Settings(
             model=self.source, device=device, dtype=dtype, quantize=quantize, cuda_graph=False,
             threads=self.thread_policy, duration=request.duration, seed=seed, seed_was_random=request.seed is None,
             sampling=request.sampling, normalize="loudness", target_lufs=-14.0, peak_db=-1.0,
@@ -181,7 +181,7 @@ class GenerationSession:
                first_audio: float | None) -> dict:
         """The sidecar of a clip: the CLI's fields, with the app as the front end."""
         audio_seconds = wav.shape[-1] / sample_rate
-        return {"prompt": request.prompt, "unconditional": request.prompt == "", **cli.flat_settings(settings),
+        return {"prompt": request.prompt, "unconditional": request.prompt == "", **models.flat_settings(settings),
                 "sample_rate": sample_rate, "channels": wav.shape[0], "fallback_from": self.fallback_from,
                 "audio_seconds": audio_seconds, "seconds_taken": {"generate": seconds, "first_audio": first_audio},
                 "real_time_factor": seconds / audio_seconds, "torch": torch.__version__,

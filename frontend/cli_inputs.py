@@ -6,6 +6,7 @@ costs neither a download nor a generation. The rules shared with the Python API 
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,18 @@ MELODY_WINDOW = 30.0  # seconds a melody model follows in one window (the publis
 
 class CliError(Exception):
     """A mistake in the command line or its inputs, reported as one line without a traceback."""
+
+
+MAX_MESSAGE = 400  # characters of an error message shown
+
+
+def fail(message: str, code: int = 1) -> int:
+    """Report an error as one line on stderr (long ones, like lists of mismatched tensors, cut short)."""
+    message = " ".join(message.split())
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]} ... ({len(message) - MAX_MESSAGE} more characters)"
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def read_prompts(positional: list[str], prompts_file: Path | None) -> list[str]:

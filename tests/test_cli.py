@@ -19,6 +19,7 @@ import torch
 
 import generate
 from audio.clip import read_audio, to_db, true_peak
+from frontend import models
 from tests.musicgen_oracle import save_tiny_musicgen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,7 +264,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tiny, tmp_path, capsys, 
         monkeypatch.setattr(soundfile, "read", no_decoding)  # it must be refused from its header alone
     names = {"tmp": tmp_path, "tiny": tiny}
     if "demo missing" in case:
-        monkeypatch.setattr(generate, "DEMO_FOLDER", tmp_path / "no-demo")
+        monkeypatch.setattr(models, "DEMO_FOLDER", tmp_path / "no-demo")
     if "{corrupt}" in argv or "{mismatched}" in argv:
         kind = "corrupt" if "{corrupt}" in argv else "mismatched"
         names[kind] = bad_checkpoint(tiny, tmp_path / kind, kind)
@@ -292,7 +293,7 @@ def test_audio_that_is_not_finite_is_never_written(tiny, tmp_path, capsys, monke
 
 
 def test_demo_model_by_name_and_as_the_offline_fallback(tiny, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(generate, "DEMO_FOLDER", tiny)  # the bundled model's place, holding the tiny model
+    monkeypatch.setattr(models, "DEMO_FOLDER", tiny)  # the bundled model's place, holding the tiny model
     code, stdout, err = run(capsys, "jazz", "--model", "demo", "--duration", 0.2, "--seed", 1, "--output",
                             tmp_path / "named.wav")
     assert code == 0, err

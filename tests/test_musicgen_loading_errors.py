@@ -305,9 +305,9 @@ def test_an_absent_model_is_model_not_found(offline_cache):
 
 
 def test_fallback_and_short_names_are_recorded(t5_folder, offline_cache, tmp_path, capsys, monkeypatch):
-    import generate
+    from frontend import models
 
-    monkeypatch.setattr(generate, "DEMO_FOLDER", t5_folder)  # the bundled model's place, holding the tiny model
+    monkeypatch.setattr(models, "DEMO_FOLDER", t5_folder)  # the bundled model's place, holding the tiny model
     code, out, err = run_cli(capsys, "jazz", "--duration", 0.2, "--seed", 1, "--output", tmp_path / "fallback.wav")
     assert code == 0, err
     record = json.loads((tmp_path / "fallback.json").read_text())
