@@ -10,7 +10,7 @@ dim 1024, 24 layers, 16 heads, FFN 4096, 4 x 2048 codebooks) and random weights;
 and the codec are tiny, as in tests/test_full_size.py. Saves it and loads it into ours with
 `MusicGen.from_pretrained`. Then, in one process:
 
-1. checks that greedy codes (CFG 3) from `generate_window` in float32 equal transformers';
+1. checks that greedy codes (CFG 3) from `generate_window` in float32 equal transformers' (at most 1 s);
 2. times the default workload, end to end (T5, the LM over all pattern steps, the codec), alternating the
    variants run after run: transformers `generate` (float32) and our `generate_window` with the LM in each
    dtype (`inference.speed.prepare_for_inference`) or int8 (`quantize_int8`, the CPU's default), or a candidate
@@ -215,12 +215,12 @@ def bytes_per_step(lm: MusicGenLM, steps: int, batch: int) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def greedy_equal(runners: Runners) -> bool:
-    want, _ = hf_generate_codes(runners.oracle, [PROMPT], runners.frames, guidance_scale=runners.args.cfg)
+def greedy_equal(runners: Runners, frames: int) -> bool:
+    want, _ = hf_generate_codes(runners.oracle, [PROMPT], frames, guidance_scale=runners.args.cfg)
     mg = runners.models["float32"]
     cond = mg._condition([PROMPT], with_null=True)
     prompt = torch.zeros(1, 4, 0, dtype=torch.long, device=mg.device)
-    got = generate_window(mg.lm, cond, prompt, runners.frames,
+    got = generate_window(mg.lm, cond, prompt, frames,
                           sampling=SamplingParams(use_sampling=False, cfg_coef=runners.args.cfg))
     return torch.equal(got.cpu(), want.cpu())
 
@@ -320,6 +320,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8, help="prompts of the batch rows (0: no batch rows)")
     parser.add_argument("--batch-repeats", type=int, default=2, help="timed rounds of the batch rows")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant peak-memory subprocesses")
+    parser.add_argument("--no-transformers", action="store_true",
+                        help="do not time transformers (long runs); speed-ups are then against the first variant")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -350,10 +352,11 @@ def main() -> None:
         print(f"LM transforms ({', '.join(models)}): {time.perf_counter() - start:.1f}s, once")
         models = {"float32": reference, **models} if "float32" in args.variants else models
         baseline = load_baseline(args.baseline, reference.lm, args.variants) if args.baseline else None
-        runners = Runners(oracle, models, args, baseline)
+        runners = Runners(None if args.no_transformers else oracle, models, args, baseline)
 
-        print(f"greedy codes (CFG {args.cfg}, {runners.frames} frames), ours float32 == transformers: "
-              f"{greedy_equal(Runners(oracle, {'float32': reference}, args))}")
+        frames = min(runners.frames, 50)
+        print(f"greedy codes (CFG {args.cfg}, {frames} frames), ours float32 == transformers: "
+              f"{greedy_equal(Runners(oracle, {'float32': reference}, args), frames)}")
         for name, mg in models.items():
             if name != "float32":
                 agree = top1_agreement(reference, mg.lm, args.agreement_steps, args.cfg)
@@ -367,7 +370,7 @@ def main() -> None:
         variants = runners.variants()
         short_args = copy.copy(args)
         short_args.seconds = min(args.seconds, 1.0)  # the warm-up round: every kernel and buffer once
-        warmup = Runners(oracle, models, short_args, baseline).variants()
+        warmup = Runners(runners.oracle, models, short_args, baseline).variants()
         times, cpu_times, bandwidths = time_alternating(variants, args.repeats, device, warmup)
         steps = runners.frames + 3
         batch_times = {}
@@ -380,7 +383,8 @@ def main() -> None:
                                             and name.split()[-1] not in CANDIDATES}  # not loadable
 
     bandwidth = statistics.median(bandwidths)
-    base = times["transformers fp32"]
+    base = times.get("transformers fp32", next(iter(times.values())))  # --no-transformers: the first variant
+    cpu_base = cpu_times.get("transformers fp32", next(iter(cpu_times.values())))
     print(f"\nmemory bandwidth (sum of 2 GiB, {torch.get_num_threads()} threads, median of the rounds): "
           f"{bandwidth / 1e9:.1f} GB/s (rounds: {min(bandwidths) / 1e9:.1f} to {max(bandwidths) / 1e9:.1f})")
     print(f"{'variant':22}{'median s':>9}{'steps/s':>9}{'x real time':>12}{'speed-up':>9}{'per round':>20}"
@@ -394,13 +398,12 @@ def main() -> None:
         limit = bandwidth / (weights + cache)
         rss = "{:.0f} / {:.0f}".format(*memory[name]) if name in memory else "-"
         cpu = statistics.median(cpu_times[name])
-        cpu_ratio = statistics.median(b / t for b, t in zip(cpu_times["transformers fp32"], cpu_times[name],
-                                                            strict=True))
+        cpu_ratio = statistics.median(b / t for b, t in zip(cpu_base, cpu_times[name], strict=True))
         print(f"{name:22}{seconds:9.2f}{steps / seconds:9.1f}{runners.frames / 50 / seconds:12.2f}"
               f"{statistics.median(ratios):8.2f}x{ratios[0]:9.2f}-{ratios[-1]:.2f}x"
               f"{(weights + cache) / 1e9:10.2f}GB{limit:14.1f}{rss:>19}{steps / cpu:12.1f}{cpu_ratio:12.2f}x")
     hf_steps = steps / statistics.median(base)
-    for name, mg in models.items():
+    for name, mg in models.items() if "transformers fp32" in times else ():
         weights, cache = bytes_per_step(mg.lm, steps, 2 if args.cfg > 1 else 1)
         print(f"bandwidth ceiling of a {name} step against transformers' measured speed: "
               f"{bandwidth / (weights + cache) / hf_steps:.2f}x")

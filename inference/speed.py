@@ -19,6 +19,19 @@ linear layer, its output is added to the float32 stream; the KV cache takes the 
 attention runs in the compute dtype too. On random musicgen-small weights with CFG 3 this keeps the
 teacher-forced top-1 agreement of bfloat16 with float32 at 98% where casting everything gives 92%, for 16 MB
 more per step (the heads). bench/generation.py measures the agreement and speed of each transform.
+
+The default on a CPU is int8 (`default_quantize`): the fastest path within the quality bar (top-1 agreement
+with float32 >= 95%, cross-entropy +1% at most; bench/int8_quality.py). Measured against it (issue 22, an Intel
+Xeon with AMX, torch 2.13; the numbers and commands are in the README's Benchmarks):
+- int8 heads (a quarter of the heads' 32 MB a step): about 3% less CPU time a step, but top-1 agreement on
+  random musicgen-small weights fell from 95.1% to 93.8%: not taken (bench/candidates.py keeps it measurable).
+- int4 weights in groups of 32 (`aten._weight_int4pack_mm_for_cpu`): 1.6x less CPU time a step than int8, but
+  top-1 agreement 87% on the demo model and 66% on random weights: not offered.
+- bfloat16 without int8 (`CastLinear`): on this Xeon the in-model step was slower than int8 (152 against 102
+  ms, one thread, shared machine), as on the AMD EPYC the README's table was first measured on.
+- int8 with float32 activations: the fused kernel has no vectorised float32 path (7x slower): not offered.
+- attention: torch's flash kernel already beats a product written for one query and SDPA's math backend for
+  one query over 12 to 1500 cached keys in bfloat16 (bench/attention.py), so lm/transformer.py is unchanged.
 """
 
 from collections.abc import Callable
