@@ -309,7 +309,8 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
                  "peak": f"true peak to {s.peak_db:g} dBFS", "none": "none"}[s.normalize]
     lm = f"int8 weights, {s.dtype} activations" if s.quantize == "int8" else s.dtype
     if s.device == "cpu":  # the CPU's fast path is the default: say which path runs and how to change it
-        lm += " (--quantize none: exact float32)" if s.quantize == "int8" else " (--quantize int8: 4-5x faster)"
+        lm += " (the CPU default; --quantize none: exact float32)" if s.quantize == "int8" else \
+            " (--quantize int8: 4-5x faster)"
     graph = ", CUDA graph" if s.cuda_graph else ""
     rows = [("model", s.model), ("device", f"{s.device}, LM in {lm}{graph} (text encoder and codec float32)"),
             ("threads", s.threads),
