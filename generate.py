@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the LM's dtype; auto: float16 on CUDA, bfloat16 with int8 weights (the CPU default), "
                              "else float32. T5 and the codec stay float32")
     parser.add_argument("--quantize", choices=("auto", "none", "int8"), default="auto",
-                        help="int8: the LM's weights as int8 (a quarter of the bytes; 4-5x faster on a CPU, less "
+                        help="int8: the LM's weights as int8 (a quarter of the bytes; 1.7-4.5x faster on a CPU, less "
                              "memory on a GPU); none: exact float32 on a CPU; auto: int8 on a CPU unless --dtype is "
                              "given, none on CUDA (default: auto)")
     parser.add_argument("--cuda-graph", action="store_true",
@@ -310,7 +310,7 @@ def print_settings(s: Settings, prompts: list[str], outputs: list[Path]) -> None
     lm = f"int8 weights, {s.dtype} activations" if s.quantize == "int8" else s.dtype
     if s.device == "cpu":  # the CPU's fast path is the default: say which path runs and how to change it
         lm += " (the CPU default; --quantize none: exact float32)" if s.quantize == "int8" else \
-            " (--quantize int8: 4-5x faster)"
+            " (--quantize int8: faster)"
     graph = ", CUDA graph" if s.cuda_graph else ""
     rows = [("model", s.model), ("device", f"{s.device}, LM in {lm}{graph} (text encoder and codec float32)"),
             ("threads", s.threads),
