@@ -1,7 +1,7 @@
 """Generation speed: our decoding loop (fp32, bf16) against transformers' MusicGen on the same random weights.
 
     python bench/generation.py [--shape small|medium|large] [--seconds 1] [--repeats 7] [--threads N]
-                               [--variants float32,bfloat16,int8] [--device cpu|cuda] [--cuda-graph]
+                               [--variants float32,bfloat16,int8,int8-heads,...] [--device cpu|cuda] [--cuda-graph]
                                [--no-memory]
                                [--baseline REV]
 
@@ -10,13 +10,15 @@ dim 1024, 24 layers, 16 heads, FFN 4096, 4 x 2048 codebooks) and random weights;
 and the codec are tiny, as in tests/test_full_size.py. Saves it and loads it into ours with
 `MusicGen.from_pretrained`. Then, in one process:
 
-1. checks that greedy codes (CFG 3) from `generate_window` in float32 equal transformers';
+1. checks that greedy codes (CFG 3) from `generate_window` in float32 equal transformers' (at most 1 s);
 2. times the default workload, end to end (T5, the LM over all pattern steps, the codec), alternating the
    variants run after run: transformers `generate` (float32) and our `generate_window` with the LM in each
-   dtype (`inference.speed.prepare_for_inference`), plus, with `--baseline REV`, the decoding path of another
-   commit of this repository loaded side by side (its `inference.fast.generate_window_fast` where it has one,
-   e.g. 95037c9, before the one-model refactor). The speed-up is the median over rounds of the ratio within a
-   round (a shared machine's load drifts between rounds);
+   dtype (`inference.speed.prepare_for_inference`) or int8 (`quantize_int8`, the CPU's default), or a candidate
+   not offered (bench/candidates.py: int8 heads, a bfloat16 residual stream, int4), plus, with `--baseline REV`,
+   the decoding path of another commit of this repository loaded side by side (its
+   `inference.fast.generate_window_fast` where it has one, e.g. 95037c9, before the one-model refactor). The
+   speed-up is the median over rounds of the ratio within a round (a shared machine's load drifts between
+   rounds); the warm-up round generates at most 1 s;
 3. measures the memory bandwidth in every round (sum of a 2 GiB tensor) and the bytes one decode step must
    read (LM weights + the KV cache so far), which bound the decode speed;
 4. measures reduced-precision top-1 agreement with float32: the CFG-guided next-token argmax of each
@@ -47,6 +49,7 @@ import torch  # noqa: E402
 
 import transformers  # noqa: E402
 from baseline import import_from_commit  # noqa: E402
+from candidates import CANDIDATES  # noqa: E402
 
 from inference import MusicGen  # noqa: E402
 from inference.generation import generate_window, last_logits  # noqa: E402
@@ -58,7 +61,8 @@ from tests.musicgen_oracle import hf_generate_codes, word_tokenizer  # noqa: E40
 
 SHAPES = {"small": (1024, 24, 16), "medium": (1536, 48, 24), "large": (2048, 48, 32)}  # dim, layers, heads
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-VARIANTS = (*DTYPES, "int8")  # int8: weight-only int8 linears, bfloat16 activations on CPU, float16 on CUDA
+# int8: weight-only int8 linears, bfloat16 activations on CPU, float16 on CUDA; then bench/candidates.py's
+VARIANTS = (*DTYPES, "int8", *CANDIDATES)
 PROMPT = "80s pop track with bassy drums and synth"
 CARD = 2048
 
@@ -134,6 +138,8 @@ class Runners:
 def transformed(lm: MusicGenLM, variant: str) -> MusicGenLM:
     """A copy of the float32 LM with the variant's transform applied (inference/speed.py)."""
     lm = copy.deepcopy(lm)
+    if variant in CANDIDATES:
+        return CANDIDATES[variant](lm)
     return quantize_int8(lm) if variant == "int8" else prepare_for_inference(lm, DTYPES[variant])
 
 
@@ -158,26 +164,31 @@ def load_baseline(rev: str, lm: MusicGenLM, dtypes: list[str]):
         {"float32": old_lm}
 
 
-def time_alternating(variants: dict, repeats: int, device: torch.device) -> tuple[dict[str, list[float]], list[float]]:
-    """Wall seconds of each variant, run in turn, round after round (after one warm-up round), and the memory
-    bandwidth measured in each round: the machine may be shared, so what is compared is measured side by side."""
-    times, bandwidths = {name: [] for name in variants}, []
+def time_alternating(variants: dict, repeats: int, device: torch.device, warmup: dict | None = None
+                     ) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
+    """Wall seconds and CPU seconds (this process's, all threads) of each variant, run in turn, round after round
+    (after one warm-up round of `warmup`, default the variants themselves), and the memory bandwidth measured in
+    each round: the machine may be shared, so what is compared is measured side by side. On a shared machine
+    the CPU seconds of a one-thread run are closer to what an idle machine takes than the wall seconds (the
+    time spent waiting for a core is not counted; memory shared with the other processes still slows it)."""
     buffer = torch.ones(2**29, device=device)  # 2 GiB of float32, larger than the caches
-    for round_ in range(repeats + 1):
+    with torch.inference_mode():
+        for fn in (warmup or variants).values():
+            fn()
+    times, cpu_times, bandwidths = {name: [] for name in variants}, {name: [] for name in variants}, []
+    for round_ in range(1, repeats + 1):
         for name, fn in variants.items():
             sync(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             with torch.inference_mode():
                 fn()
             sync(device)
             times[name].append(time.perf_counter() - start)
+            cpu_times[name].append(time.process_time() - cpu_start)
         bandwidths.append(memory_bandwidth(buffer, device))
-        if round_ == 0:  # warm-up
-            times, bandwidths = {name: [] for name in variants}, []
-            continue
         print(f"  round {round_}: " + ", ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items())
-              + f", bandwidth {bandwidths[-1] / 1e9:.1f} GB/s", flush=True)
-    return times, bandwidths
+              + f", bandwidth {bandwidths[-1] / 1e9:.1f} GB/s, load average {os.getloadavg()[0]:.1f}", flush=True)
+    return times, cpu_times, bandwidths
 
 
 def memory_bandwidth(buffer: torch.Tensor, device: torch.device, repeats: int = 3) -> float:
@@ -204,12 +215,12 @@ def bytes_per_step(lm: MusicGenLM, steps: int, batch: int) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def greedy_equal(runners: Runners) -> bool:
-    want, _ = hf_generate_codes(runners.oracle, [PROMPT], runners.frames, guidance_scale=runners.args.cfg)
+def greedy_equal(runners: Runners, frames: int) -> bool:
+    want, _ = hf_generate_codes(runners.oracle, [PROMPT], frames, guidance_scale=runners.args.cfg)
     mg = runners.models["float32"]
     cond = mg._condition([PROMPT], with_null=True)
     prompt = torch.zeros(1, 4, 0, dtype=torch.long, device=mg.device)
-    got = generate_window(mg.lm, cond, prompt, runners.frames,
+    got = generate_window(mg.lm, cond, prompt, frames,
                           sampling=SamplingParams(use_sampling=False, cfg_coef=runners.args.cfg))
     return torch.equal(got.cpu(), want.cpu())
 
@@ -309,6 +320,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8, help="prompts of the batch rows (0: no batch rows)")
     parser.add_argument("--batch-repeats", type=int, default=2, help="timed rounds of the batch rows")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant peak-memory subprocesses")
+    parser.add_argument("--no-transformers", action="store_true",
+                        help="do not time transformers (long runs); speed-ups are then against the first variant")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -339,10 +352,11 @@ def main() -> None:
         print(f"LM transforms ({', '.join(models)}): {time.perf_counter() - start:.1f}s, once")
         models = {"float32": reference, **models} if "float32" in args.variants else models
         baseline = load_baseline(args.baseline, reference.lm, args.variants) if args.baseline else None
-        runners = Runners(oracle, models, args, baseline)
+        runners = Runners(None if args.no_transformers else oracle, models, args, baseline)
 
-        print(f"greedy codes (CFG {args.cfg}, {runners.frames} frames), ours float32 == transformers: "
-              f"{greedy_equal(Runners(oracle, {'float32': reference}, args))}")
+        frames = min(runners.frames, 50)
+        print(f"greedy codes (CFG {args.cfg}, {frames} frames), ours float32 == transformers: "
+              f"{greedy_equal(Runners(oracle, {'float32': reference}, args), frames)}")
         for name, mg in models.items():
             if name != "float32":
                 agree = top1_agreement(reference, mg.lm, args.agreement_steps, args.cfg)
@@ -354,34 +368,42 @@ def main() -> None:
         print(f"timing {runners.frames} frames ({runners.frames + 3} pattern steps), 1 prompt, CFG {args.cfg}, "
               f"top-k {args.top_k}, {args.repeats} alternating rounds:")
         variants = runners.variants()
-        times, bandwidths = time_alternating(variants, args.repeats, device)
+        short_args = copy.copy(args)
+        short_args.seconds = min(args.seconds, 1.0)  # the warm-up round: every kernel and buffer once
+        warmup = Runners(runners.oracle, models, short_args, baseline).variants()
+        times, cpu_times, bandwidths = time_alternating(variants, args.repeats, device, warmup)
         steps = runners.frames + 3
         batch_times = {}
         if args.batch > 1:
             print(f"timing batches of {args.batch} prompts, {args.batch_repeats} alternating rounds:")
             batch_runners = Runners(oracle, models, args, batch=args.batch)
-            batch_times, _ = time_alternating(batch_runners.variants(), args.batch_repeats, device)
+            batch_times, _, _ = time_alternating(batch_runners.variants(), args.batch_repeats, device)
         memory = {} if args.no_memory else {name: peak_memory(folder, name, args) for name in variants
-                                            if not name.startswith(baseline[0] if baseline else "-")}
+                                            if not name.startswith(baseline[0] if baseline else "-")
+                                            and name.split()[-1] not in CANDIDATES}  # not loadable
 
     bandwidth = statistics.median(bandwidths)
-    base = times["transformers fp32"]
+    base = times.get("transformers fp32", next(iter(times.values())))  # --no-transformers: the first variant
+    cpu_base = cpu_times.get("transformers fp32", next(iter(cpu_times.values())))
     print(f"\nmemory bandwidth (sum of 2 GiB, {torch.get_num_threads()} threads, median of the rounds): "
           f"{bandwidth / 1e9:.1f} GB/s (rounds: {min(bandwidths) / 1e9:.1f} to {max(bandwidths) / 1e9:.1f})")
     print(f"{'variant':22}{'median s':>9}{'steps/s':>9}{'x real time':>12}{'speed-up':>9}{'per round':>20}"
-          f"{'bytes/step':>12}{'limit steps/s':>14}{'RSS load/peak MiB':>19}")
+          f"{'bytes/step':>12}{'limit steps/s':>14}{'RSS load/peak MiB':>19}{'steps/CPU s':>12}{'CPU speed-up':>13}")
     for name, samples in times.items():
         seconds = statistics.median(samples)
         ratios = sorted(b / t for b, t in zip(base, samples, strict=True))
-        lm = models[next(n for n in VARIANTS if short(n) == name.split()[-1])].lm
+        key = next(n for n in VARIANTS if short(n) == name.split()[-1])
+        lm = models[key].lm if key in models else reference.lm  # transformers: float32's bytes
         weights, cache = bytes_per_step(lm, steps, 2 if args.cfg > 1 else 1)
         limit = bandwidth / (weights + cache)
         rss = "{:.0f} / {:.0f}".format(*memory[name]) if name in memory else "-"
+        cpu = statistics.median(cpu_times[name])
+        cpu_ratio = statistics.median(b / t for b, t in zip(cpu_base, cpu_times[name], strict=True))
         print(f"{name:22}{seconds:9.2f}{steps / seconds:9.1f}{runners.frames / 50 / seconds:12.2f}"
               f"{statistics.median(ratios):8.2f}x{ratios[0]:9.2f}-{ratios[-1]:.2f}x"
-              f"{(weights + cache) / 1e9:10.2f}GB{limit:14.1f}{rss:>19}")
+              f"{(weights + cache) / 1e9:10.2f}GB{limit:14.1f}{rss:>19}{steps / cpu:12.1f}{cpu_ratio:12.2f}x")
     hf_steps = steps / statistics.median(base)
-    for name, mg in models.items():
+    for name, mg in models.items() if "transformers fp32" in times else ():
         weights, cache = bytes_per_step(mg.lm, steps, 2 if args.cfg > 1 else 1)
         print(f"bandwidth ceiling of a {name} step against transformers' measured speed: "
               f"{bandwidth / (weights + cache) / hf_steps:.2f}x")
@@ -396,7 +418,8 @@ def main() -> None:
     print("speed-up: median over rounds of (transformers fp32 time / variant time) in the same round, end to end; "
           "per round: its range.\nlimit: bandwidth / bytes per step (weights + mean KV cache), the ceiling of "
           "the decode steps.\nRSS: peak resident set (VmHWM) of a fresh process after loading the checkpoint, and "
-          "after one generation.")
+          "after one generation.\nsteps/CPU s: pattern steps per second of this process's CPU time (all threads), and "
+          "its ratio to transformers'; with one thread on a shared machine, closer to an idle machine's speed.")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ class ClipStore:
 
 
 class GenerationSession:
-    """The model a page generates with (loaded once; its int8 form on first use), one generation at a time.
+    """The model a page generates with, one generation at a time: loaded once in the CLI's default form (int8 on a
+    CPU, inference.speed.default_quantize), the other form (exact float32, or int8) a second copy loaded on first
+    use.
 
     Args:
         model: `--model` of app.py (None: the CLI's default, or the bundled demo model offline).
@@ -92,17 +94,17 @@ class GenerationSession:
 
     def __init__(self, model: str | None, store: ClipStore, thread_policy: str = "") -> None:
         self.requested, self.store, self.thread_policy = model, store, thread_policy
-        self.device, _ = resolve_device("auto", "auto", "none")
+        self.device, _, self.default = resolve_device("auto", "auto", "auto")  # default: "int8" on a CPU
         self.models: dict[str, MusicGen] = {}  # by quantize: "none", "int8"
         self.source, self.fallback_from = "", None
-        self.load("none")
+        self.load(self.default)
         self.lock = threading.Lock()  # one generation at a time (the page's queue also sends one at a time)
         self.stops: dict[str, threading.Event] = {}
 
     def load(self, quantize: str):
         """The model with `quantize` ("none" or "int8") weights, loaded on first use."""
         if quantize not in self.models:
-            device, dtype = resolve_device(self.device, "auto", quantize)
+            device, dtype, quantize = resolve_device(self.device, "auto", quantize)
             mg, source = models.load_model(self.source or self.requested, device, dtype, quantize, cuda_graph=False)
             if not self.source:  # the first load decides the model, the offline fallback included
                 self.source = source
@@ -113,9 +115,9 @@ class GenerationSession:
 
     @property
     def mg(self) -> "MusicGen":
-        """The model as loaded first, what the page describes (its int8 form is a second copy, text encoder and
+        """The model as loaded first, what the page describes (its other form is a second copy, text encoder and
         codec included, loaded on first use)."""
-        return self.models["none"]
+        return self.models[self.default]
 
     @property
     def is_melody(self) -> bool:
@@ -128,8 +130,9 @@ class GenerationSession:
             event.set()
         return event is not None
 
-    def generate(self, request: Request, int8: bool, visitor: str) -> Iterator[torch.Tensor | Clip]:
-        """Yield the audio [C, n] as it is made (before normalisation), then the finished Clip.
+    def generate(self, request: Request, int8: bool | None, visitor: str) -> Iterator[torch.Tensor | Clip]:
+        """Yield the audio [C, n] as it is made (before normalisation), then the finished Clip; int8 None: the
+        default form.
 
         RequestError when the clip does not fit in memory; Stopped when `stop(visitor)` was called.
         """
@@ -137,7 +140,8 @@ class GenerationSession:
         with self.lock:
             self.stops[visitor] = stop
             try:
-                yield from self._generate(request, "int8" if int8 else "none", stop)
+                quantize = self.default if int8 is None else "int8" if int8 else "none"
+                yield from self._generate(request, quantize, stop)
             finally:
                 self.stops.pop(visitor, None)
 
@@ -170,7 +174,7 @@ class GenerationSession:
         yield self.write(wav, mg.sample_rate, settings, record)
 
     def settings(self, request: Request, quantize: str, seed: int) -> "models.Settings":
-        device, dtype = resolve_device(self.device, "auto", quantize)
+        device, dtype, quantize = resolve_device(self.device, "auto", quantize)
         return models.Settings(
             model=self.source, device=device, dtype=dtype, quantize=quantize, cuda_graph=False,
             threads=self.thread_policy, duration=request.duration, seed=seed, seed_was_random=request.seed is None,

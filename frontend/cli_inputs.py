@@ -96,18 +96,24 @@ def sampling_settings(args: argparse.Namespace) -> "SamplingParams":
         raise CliError(str(err)) from None
 
 
-def resolve_device(device: str, dtype: str, quantize: str) -> tuple[str, str]:
+def resolve_device(device: str, dtype: str, quantize: str) -> tuple[str, str, str]:
+    """(device, dtype, quantize) with every "auto" resolved; --quantize auto is MusicGen.from_pretrained's default:
+    int8 on a CPU when --dtype is auto (inference.speed.default_quantize), else none."""
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: no CUDA device is available here (use --device cpu)")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if quantize == "auto":
+        from inference.speed import default_quantize
+
+        quantize = default_quantize(device, None if dtype == "auto" else getattr(torch, dtype)) or "none"
     if dtype == "auto":
         dtype = "float16" if device == "cuda" else "bfloat16" if quantize == "int8" else "float32"
     if quantize == "int8" and dtype == "float32":
         raise CliError("--quantize int8 computes in bfloat16 or float16: drop --dtype float32")
-    return device, dtype
+    return device, dtype, quantize
 
 
 def read_prompt_audio(path: Path, duration: float):

@@ -19,6 +19,23 @@ linear layer, its output is added to the float32 stream; the KV cache takes the 
 attention runs in the compute dtype too. On random musicgen-small weights with CFG 3 this keeps the
 teacher-forced top-1 agreement of bfloat16 with float32 at 98% where casting everything gives 92%, for 16 MB
 more per step (the heads). bench/generation.py measures the agreement and speed of each transform.
+
+The default on a CPU is int8 (`default_quantize`): the fastest path measured against the quality bar (top-1
+agreement with float32 >= 95%, cross-entropy +1% at most; bench/int8_quality.py). Measured against it (issue
+22, an Intel Xeon with AMX, torch 2.13; the numbers and commands are in the README's Benchmarks):
+- int8 heads (a quarter of the heads' 32 MB a step): no consistent gain (3% less CPU time a step at 1 s, 4% more
+  at 10 s), and top-1 agreement on random musicgen-small weights fell from 95.1% to 93.8%: not taken
+  (bench/candidates.py keeps it measurable).
+- a bfloat16 residual stream, norms and embeddings too (one dtype, no casts): about 7% less CPU time a step,
+  but top-1 agreement 93.5% (CFG-guided 91.3%) on random weights: not taken.
+- int4 weights in groups of 32 (`aten._weight_int4pack_mm_for_cpu`): 1.6x less CPU time a step than int8, but
+  top-1 agreement 87% on the demo model and 66% on random weights: not offered.
+- bfloat16 without int8 (`CastLinear`): slower than int8, close on this Xeon (10.7 against 11.9 steps per CPU
+  second for 10 s of audio, one thread), far on an AMD EPYC without AMX (2.7x against 4.6x transformers); it is
+  the path that meets the agreement bar everywhere (97-99%), one argument away (`dtype=torch.bfloat16`).
+- int8 with float32 activations: the fused kernel has no vectorised float32 path (7x slower): not offered.
+- attention: torch's flash kernel already beats a product written for one query and SDPA's math backend for
+  one query over 12 to 1500 cached keys in bfloat16 (bench/attention.py), so lm/transformer.py is unchanged.
 """
 
 from collections.abc import Callable
@@ -151,6 +168,18 @@ def _swap_linears(lm: MusicGenLM, make: Callable[[torch.Tensor], nn.Module]) -> 
             if isinstance(child, nn.Linear):
                 setattr(parent, name, make(child.weight))
     return lm
+
+
+def default_quantize(device: torch.device, dtype: torch.dtype | None) -> str | None:
+    """What `MusicGen.from_pretrained(quantize="auto")` and `generate.py --quantize auto` choose: "int8" on a CPU
+    when no dtype is asked for, else None (float16 on CUDA, or the dtype given).
+
+    int8 is the fastest CPU path measured against the quality bar (top-1 agreement with float32 >= 95%,
+    cross-entropy +1% at most; bench/int8_quality.py): 98% on the demo model's held-out tokens; on random
+    musicgen-small weights 95.1-95.3% on the conditional logits and 93.9-94.9% on the CFG-guided ones (near-ties
+    of almost flat distributions), the cross-entropy unchanged to 0.01%.
+    """
+    return "int8" if torch.device(device).type == "cpu" and dtype is None else None
 
 
 def load_transform(device: torch.device, dtype: torch.dtype | None, quantize: str | None) -> LoadTransform | None:

@@ -119,7 +119,7 @@ def test_stop_ends_the_generation_within_a_step(app):
     _, session = app
     request = check_request("techno", 10.0, "1", 250, 0.0, 1.0, 3.0, model=session.source, max_duration=300)
     before = set(session.store.folder.iterdir())
-    pieces = session.generate(request, False, "visitor")
+    pieces = session.generate(request, None, "visitor")
     try:
         first = next(pieces)
         assert first.dim() == 2 and first.shape[-1] > 0
@@ -139,7 +139,7 @@ def test_audio_prompt_is_continued(app, tmp_path):
     soundfile.write(intro, 0.3 * np.sin(np.arange(12000) * 2 * np.pi * 440 / 48000).astype(np.float32), 48000)
     request = check_request("jazz", 1.0, "5", 250, 0.0, 1.0, 3.0, model=session.source, max_duration=300,
                             prompt_audio=str(intro))
-    *pieces, clip = session.generate(request, False, "visitor")
+    *pieces, clip = session.generate(request, None, "visitor")
     expected = session.mg.generate_continuation(*request.prompt_audio, ["jazz"], duration=1.0, seed=5)[0]  # [C, N]
     assert np.abs(np.concatenate(pieces, axis=-1) - expected.numpy()).max() < 1e-4
     assert clip.record["prompt_audio"] == "intro.wav"
@@ -236,7 +236,7 @@ def test_melody_model_follows_an_uploaded_melody(tmp_path):
         assert session.is_melody and uploads[0].visible
         request = check_request("jazz", 1.0, "3", 250, 0.0, 1.0, 3.0, model=session.source, max_duration=300,
                                 melody=str(tune))
-        *pieces, clip = session.generate(request, False, "visitor")
+        *pieces, clip = session.generate(request, None, "visitor")
         assert isinstance(clip, Clip) and clip.record["melody"] == "tune.wav"
         assert sum(piece.shape[-1] for piece in pieces) == soundfile.info(clip.wav).frames == 800
     finally:

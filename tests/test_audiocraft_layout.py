@@ -80,12 +80,12 @@ def both_layouts(request, tmp_path_factory):
                 "exported": True}, ac_folder / "state_dict.bin")
     save_audiocraft(oracle.audio_encoder, oracle.config.audio_encoder.to_dict(),
                     ac_folder / "compression_state_dict.bin")
-    return MusicGen.from_pretrained(hf_folder, device="cpu"), ac_folder
+    return MusicGen.from_pretrained(hf_folder, device="cpu", quantize=None), ac_folder
 
 
 def test_same_model_from_both_layouts(both_layouts):
     from_hf, ac_folder = both_layouts
-    from_ac = MusicGen.from_pretrained(ac_folder, device="cpu")
+    from_ac = MusicGen.from_pretrained(ac_folder, device="cpu", quantize=None)
     assert from_ac.lm.config == from_hf.lm.config
     for name, tensor in from_hf.lm.state_dict().items():
         assert torch.equal(tensor, from_ac.lm.state_dict()[name]), name

@@ -57,7 +57,8 @@ def test_writes_a_wav_of_the_asked_length_with_its_sidecar(tiny, tmp_path, capsy
     assert (record["seed"], record["seed_was_random"], record["top_k"], record["cfg_coef"]) == (3, False, 20, 2.5)
     assert (record["top_p"], record["temperature"], record["use_sampling"]) == (0.0, 1.0, True)
     assert (record["duration"], record["audio_seconds"], record["sample_rate"]) == (0.5, 0.5, RATE)
-    assert (record["device"], record["dtype"], record["normalize"]) == ("cpu", "float32", "loudness")
+    assert (record["device"], record["dtype"], record["normalize"]) == ("cpu", "bfloat16", "loudness")
+    assert record["quantize"] == "int8" and "--quantize none: exact float32" in stdout  # the CPU's default path
     assert record["seconds_taken"]["generate"] > 0 and record["real_time_factor"] > 0
     assert record["normalization"]["method"] == "loudness"
     wav, _ = read_audio(out)

@@ -26,7 +26,7 @@ GREEDY = SamplingParams(use_sampling=False)
 @pytest.fixture(scope="module", params=["mono", "stereo"])
 def checkpoint(request, tmp_path_factory):
     oracle, folder = save_tiny_musicgen(tmp_path_factory.mktemp(request.param), stereo=request.param == "stereo")
-    return oracle, MusicGen.from_pretrained(folder, device="cpu")
+    return oracle, MusicGen.from_pretrained(folder, device="cpu", quantize=None)
 
 
 def _inputs(ours: MusicGen, prompts: list[str], cfg: float, prompt_frames: int = 0):
@@ -182,7 +182,7 @@ def test_pipeline_sliding_windows_equal_window_by_window(checkpoint):
 @pytest.mark.parametrize("cfg", [1.0, 3.0], ids=["no-cfg", "cfg3"])
 def test_melody_model_prepended_condition_equals_a_full_forward(tmp_path, cfg):
     _, folder = save_tiny_melody_musicgen(tmp_path, chroma_length=20)
-    ours = MusicGen.from_pretrained(folder, device="cpu")
+    ours = MusicGen.from_pretrained(folder, device="cpu", quantize=None)
     chroma = torch.nn.functional.one_hot(torch.randint(0, 12, (2, 20), generator=torch.Generator().manual_seed(2)),
                                          12).float()
     cond = ours._condition(["80s pop", "jazz song"], with_null=cfg > 1, chroma=list(chroma))
@@ -240,7 +240,12 @@ def test_from_pretrained_int8_and_what_it_refuses(tmp_path):
     mg = MusicGen.from_pretrained(folder, device="cpu", quantize="int8")
     assert isinstance(mg.lm.transformer.layers[0].linear2, Int8Linear)
     assert torch.isfinite(mg.generate(["jazz song"], duration=0.2, seed=0)).all()
-    with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
+    options = {"default": {}, "none": {"quantize": None}, "bf16": {"dtype": torch.bfloat16}}
+    layer = {name: MusicGen.from_pretrained(folder, device="cpu", **kwargs).lm.transformer.layers[0].linear2
+             for name, kwargs in options.items()}
+    assert isinstance(layer["default"], Int8Linear)  # the CPU's default: int8 unless a dtype is asked for
+    assert isinstance(layer["none"], torch.nn.Linear) and isinstance(layer["bf16"], CastLinear)
+    with pytest.raises(ValueError, match="quantize must be None, 'auto' or 'int8'"):
         MusicGen.from_pretrained(folder, device="cpu", quantize="int4")
     with pytest.raises(ValueError, match="bfloat16 or float16 activations"):
         MusicGen.from_pretrained(folder, device="cpu", quantize="int8", dtype=torch.float32)

@@ -149,7 +149,7 @@ def test_tokens_are_cached_once_and_reused(learned_run, corpus):
 def test_export_loads_and_generates(learned_run, tmp_path, capsys):
     settings, _ = learned_run
     out = Path(settings.out)
-    mg = MusicGen.from_pretrained(out / "export", device="cpu")
+    mg = MusicGen.from_pretrained(out / "export", device="cpu", quantize=None)
     assert isinstance(mg.text, LookupTableConditioner) and mg.max_duration == settings.segment_seconds
     assert (mg.sample_rate, mg.frame_rate, mg.lm.config.num_codebooks, mg.lm.config.card) == (RATE, 100, 2, 16)
     trained = {k[len("lm."):]: v for k, v in read_checkpoint(out / "checkpoints" / "last.ckpt")["state_dict"].items()
@@ -362,8 +362,8 @@ def test_init_fine_tunes_a_transformers_checkpoint_and_exports(corpus, tmp_path)
                                sample_seconds=0.1)
     summary = train_lm(settings)
     assert summary["steps"] == 2
-    original, tuned = MusicGen.from_pretrained(tiny, device="cpu"), MusicGen.from_pretrained(out / "export",
-                                                                                             device="cpu")
+    original = MusicGen.from_pretrained(tiny, device="cpu", quantize=None)
+    tuned = MusicGen.from_pretrained(out / "export", device="cpu", quantize=None)
     assert isinstance(tuned.text, T5Conditioner) and tuned.lm.config == original.lm.config
     assert not torch.equal(tuned.lm.heads[0].weight, original.lm.heads[0].weight)  # the LM was trained
     for name, tensor in original.text.encoder.state_dict().items():  # T5 and the codec stay frozen
