@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from encodec.loading import config_to_hf
+from inference.speed import compute_dtype
 from lm.conditioning import LookupTableConditioner
 from lm.config import LMConfig
 from lm.loading import hf_key_table
@@ -65,8 +66,13 @@ def _text_section(text: torch.nn.Module) -> tuple[dict, dict[str, torch.Tensor]]
 def save_musicgen(mg, folder: str | os.PathLike) -> Path:
     """Write `mg` (an `inference.MusicGen`) to `folder`; an existing model there is replaced only when complete.
 
-    The files are written into a temporary folder beside `folder`, which is then renamed into place.
+    The files are written into a temporary folder beside `folder`, which is then renamed into place. The LM must
+    hold its float weights: one loaded for speed (int8, or cast to a reduced dtype; int8 is the CPU default of
+    `from_pretrained`) is refused, since its weights are no longer the model's.
     """
+    if compute_dtype(mg.lm) != torch.float32:
+        raise ValueError("save_musicgen writes the float32 weights, and this LM was loaded for speed (int8 or a "
+                         "reduced dtype): load it with MusicGen.from_pretrained(..., quantize=None)")
     folder = Path(folder)
     text_config, text_state = _text_section(mg.text)
     config = {

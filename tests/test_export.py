@@ -15,9 +15,12 @@ from tests.musicgen_oracle import save_tiny_musicgen, word_tokenizer
 
 def test_round_trip_of_a_t5_model_also_loads_in_transformers(tmp_path):
     _, folder = save_tiny_musicgen(tmp_path / "original")
-    ours = MusicGen.from_pretrained(folder, device="cpu")
+    with pytest.raises(ValueError, match="quantize=None"):  # int8, the CPU default, is not the model's weights
+        save_musicgen(MusicGen.from_pretrained(folder, device="cpu"), tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+    ours = MusicGen.from_pretrained(folder, device="cpu", quantize=None)
     save_musicgen(ours, tmp_path / "export")
-    again = MusicGen.from_pretrained(tmp_path / "export", device="cpu")
+    again = MusicGen.from_pretrained(tmp_path / "export", device="cpu", quantize=None)
     codes = ours.generate_tokens(["jazz song", "lo-fi funk"], duration=0.2, use_sampling=False)
     assert torch.equal(codes, again.generate_tokens(["jazz song", "lo-fi funk"], duration=0.2, use_sampling=False))
     assert torch.equal(ours.decode(codes), again.decode(codes))
@@ -41,7 +44,7 @@ def small_lookup_table_model() -> MusicGen:
 def test_round_trip_of_a_lookup_table_model(tmp_path):
     mg = small_lookup_table_model()
     save_musicgen(mg, tmp_path / "demo")
-    again = MusicGen.from_pretrained(tmp_path / "demo", device="cpu")
+    again = MusicGen.from_pretrained(tmp_path / "demo", device="cpu", quantize=None)
     assert isinstance(again.text, LookupTableConditioner) and again.max_duration == 8.0
     assert again.extend_stride == pytest.approx(4.8)  # 60% of a window shorter than audiocraft's 30 s
     assert again.lm.config == mg.lm.config and again.codec.config == mg.codec.config
