@@ -222,7 +222,7 @@ def assemble(lm_export: Path, lm_codec: Path, tuned_codec: Path, folder: Path) -
     if changed:
         raise RuntimeError(f"{tuned_codec} has another encoder or codebooks than {lm_codec} ({changed[0]}, ...): "
                            "its tokens are not the ones the LM learned")
-    model = MusicGen.from_pretrained(str(lm_export))
+    model = MusicGen.from_pretrained(str(lm_export), quantize=None)  # saved: the exact float32 weights
     model.codec = load_encodec(tuned_codec)
     save_musicgen(model, folder)
 
