@@ -1,6 +1,6 @@
 """Streaming: time to first audio and total time of `generate_stream` against `generate()`, in one process.
 
-    python bench/streaming.py [--seconds 10] [--rounds 3] [--chunk 1.0] [--models demo,small-int8]
+    python bench/streaming.py [--seconds 10] [--rounds 3] [--chunk 1.0] [--models demo,small-int8] [--threads N]
 
 Models:
 - `demo`: the bundled demo model (checkpoints/demo), as `generate.py --model demo` loads it on a CPU;
@@ -15,7 +15,6 @@ within a round. The chunks put end to end are checked against generate()'s audio
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import threads  # noqa: E402, F401, I001  (before torch: OpenMP's wait policy)
+import threads  # noqa: E402, I001  (before torch: OpenMP's wait policy)
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
@@ -77,9 +76,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunk", type=float, default=1.0, help="chunk_seconds of the stream")
     parser.add_argument("--models", default="demo,small-int8")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: generate.py's policy, the free cores)")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.seconds:g} s of audio, "
-          f"chunks of {args.chunk:g} s, {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
+    policy = threads.apply_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {policy}; {args.seconds:g} s of audio, chunks of {args.chunk:g} s, "
+          f"{args.rounds} rounds")
     print(f"{'model':<12} {'first audio s':>14} {'stream s':>9} {'generate s':>11} {'stream/generate':>16} "
           f"{'max |diff|':>11}")
     with tempfile.TemporaryDirectory() as tmp:

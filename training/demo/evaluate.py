@@ -218,7 +218,7 @@ def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, c
              opus_kbps: float = 6.0) -> tuple[dict, dict, dict, dict]:
     """(report, generated features, corpus features, example clips {name: [C, N]}); see the module doc."""
     torch.manual_seed(0)
-    mg = MusicGen.from_pretrained(model, device="cpu", quantize=None)  # the model card measures exact fp32
+    mg = MusicGen.from_pretrained(model, device="cpu", quantize=None)  # the exact model (CPU default: int8)
     held_out = held_out_clips(corpus, valid_fraction)[:clips]
     print(f"{len(held_out)} held-out clips from {corpus}")
     rate, channels = mg.sample_rate, mg.audio_channels
@@ -253,7 +253,7 @@ def evaluate(model: Path, corpus: Path, seeds: int = 4, duration: float = 8.0, c
     report["lm_before"] = None
     if before is not None and (Path(before) / "config.json").is_file() and same_tokens(codecs["before"], mg.codec):
         # The previous model's LM read tokens of the same encoder and codebooks: its loss on these is comparable.
-        previous = MusicGen.from_pretrained(before, device="cpu", quantize=None)
+        previous = MusicGen.from_pretrained(before, device="cpu", quantize=None)  # float32, as the losses were
         report["lm_before"] = lm_losses(previous, codes, captions, others)
 
     generated, examples = prompt_features(mg, list(range(seeds)), duration)

@@ -1,6 +1,6 @@
 """The bundled demo model, rebuilt by one command: corpus -> codec -> decoder GAN fine-tune + LM -> a model folder.
 
-    python -m training.demo --scale tiny          # a minute idle (49 s of CPU): smoke test, runs/demo-tiny/model
+    python -m training.demo --scale tiny          # a minute: smoke test, into runs/demo-tiny/model
     python -m training.demo --real-music DIR ...  # the real recipe (about 2.5 hours on a 2-core CPU), runs/demo-demo
     python -m training.demo --install ...         # the same, written to checkpoints/demo: replaces the bundled model
 
@@ -222,7 +222,7 @@ def assemble(lm_export: Path, lm_codec: Path, tuned_codec: Path, folder: Path) -
     if changed:
         raise RuntimeError(f"{tuned_codec} has another encoder or codebooks than {lm_codec} ({changed[0]}, ...): "
                            "its tokens are not the ones the LM learned")
-    model = MusicGen.from_pretrained(str(lm_export), quantize=None)  # float weights, to export
+    model = MusicGen.from_pretrained(str(lm_export), quantize=None)  # saved: the exact float32 weights
     model.codec = load_encodec(tuned_codec)
     save_musicgen(model, folder)
 
