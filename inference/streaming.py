@@ -122,7 +122,7 @@ class StreamingDecoder:
 
 
 def stream_audio(codec: EncodecModel, channels: int, prompt: torch.Tensor, frames: Iterator[torch.Tensor],
-                 chunk_frames: int) -> Iterator[torch.Tensor]:
+                 chunk_frames: int, first_frames: int | None = None) -> Iterator[torch.Tensor]:
     """Decode a piece as its frames come: audio [B, C, n * hop] each time `chunk_frames` more frames are final.
 
     Args:
@@ -130,6 +130,8 @@ def stream_audio(codec: EncodecModel, channels: int, prompt: torch.Tensor, frame
         channels: C, audio channels of the piece (1, or 2 for stereo).
         prompt: [B, K, T_prompt] codes known before the first new frame (may be empty); their audio comes first.
         frames: the new frames [B, K], in order (`inference.generation.piece_frames`).
+        first_frames: frames of the first chunk of new audio (default `chunk_frames`): a short first chunk is
+            heard sooner, the rest keeps the longer chunks' fewer decoder calls.
         chunk_frames: frames of audio per chunk; a prompt's audio comes in one piece, the last chunk is what is
             left. Put end to end, the chunks are `codec.decode` of all the codes, up to float rounding.
     """
@@ -142,12 +144,14 @@ def stream_audio(codec: EncodecModel, channels: int, prompt: torch.Tensor, frame
         for c, decoder in enumerate(decoders):
             decoder.append(codes[:, c::channels])  # stereo: [q0_L, q0_R, q1_L, ...] -> this channel's codebooks
 
+    wanted = chunk_frames if first_frames is None else first_frames  # frames of the next chunk
     if prompt.shape[-1] > 0:
         append(prompt)
-        if decoders[0].ready >= chunk_frames:
+        if decoders[0].ready >= wanted:
             yield decode()
     for frame in frames:
         append(frame)
-        if decoders[0].ready >= chunk_frames:
+        if decoders[0].ready >= wanted:
             yield decode()
+            wanted = chunk_frames
     yield decode(final=True)

@@ -1,6 +1,5 @@
 """Streaming: the codec decoded in order as frames come (inference/streaming.py) and `MusicGen.generate_stream`."""
 
-import math
 from pathlib import Path
 
 import pytest
@@ -67,8 +66,15 @@ def test_the_stream_put_end_to_end_is_generate(demo, duration, batch):
     assert streamed.shape == whole.shape
     assert (streamed - whole).abs().max() < TOLERANCE
     hop, second = demo.codec.hop_length, int(demo.frame_rate)
-    assert all(chunk.shape[-1] == second * hop for chunk in chunks[:-1])  # one second each, the rest last
-    assert len(chunks) == math.ceil(duration) and 0 < chunks[-1].shape[-1] <= second * hop
+    assert chunks[0].shape[-1] == round(0.25 * demo.frame_rate) * hop  # a short first chunk: heard sooner
+    assert all(chunk.shape[-1] == second * hop for chunk in chunks[1:-1])  # then one second each, the rest last
+    assert 0 < chunks[-1].shape[-1] <= second * hop
+
+
+def test_without_a_short_first_chunk_every_chunk_but_the_last_is_chunk_seconds(demo):
+    chunks = list(demo.generate_stream("techno", duration=2.5, seed=1, chunk_seconds=0.5, first_chunk_seconds=None))
+    hop, half = demo.codec.hop_length, int(demo.frame_rate) // 2
+    assert [c.shape[-1] // hop for c in chunks] == [half] * 4 + [25]
 
 
 def test_a_continuation_streams_the_prompt_first(tiny_stereo):
@@ -101,3 +107,5 @@ def test_stopping_a_stream_early_closes_the_progress(demo):
 def test_bad_chunk_seconds_are_refused(demo, chunk):
     with pytest.raises(ValueError, match="chunk_seconds"):
         next(demo.generate_stream("techno", duration=1.0, chunk_seconds=chunk))
+    with pytest.raises(ValueError, match="first_chunk_seconds"):
+        next(demo.generate_stream("techno", duration=1.0, first_chunk_seconds=chunk))
