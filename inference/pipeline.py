@@ -4,9 +4,11 @@
     cond (+ prompt codes) --LM over the delay pattern, window by window--> codes [B, K, T]
     codes --EnCodec decoder, in overlapping chunks for long pieces--> audio [B, C, T * hop]
 
-The token loop lives in `inference/generation.py`; this class wires the parts and handles audio in and out.
-Speed is applied to the one LM at load time (`inference/speed.py`: reduced precision) and in the loop
-(`cuda_graph`: the one-step pass recorded once per window and replayed).
+The token loop lives in `inference/generation.py` and hands out each frame as it completes: `generate*` gather
+them and decode, `generate_stream` decodes them as they come (`inference/streaming.py`). This class wires the
+parts and prepares the inputs (text, audio prompt, melody). Speed is applied to the one LM at load time
+(`inference/speed.py`: int8, the CPU default, or reduced precision) and in the loop (`step_transform`, e.g. the
+one-step pass recorded once per window in a CUDA graph and replayed).
 """
 
 import math
