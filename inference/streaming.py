@@ -130,10 +130,10 @@ def stream_audio(codec: EncodecModel, channels: int, prompt: torch.Tensor, frame
         channels: C, audio channels of the piece (1, or 2 for stereo).
         prompt: [B, K, T_prompt] codes known before the first new frame (may be empty); their audio comes first.
         frames: the new frames [B, K], in order (`inference.generation.piece_frames`).
-        first_frames: frames of the first chunk of new audio (default `chunk_frames`): a short first chunk is
-            heard sooner, the rest keeps the longer chunks' fewer decoder calls.
         chunk_frames: frames of audio per chunk; a prompt's audio comes in one piece, the last chunk is what is
             left. Put end to end, the chunks are `codec.decode` of all the codes, up to float rounding.
+        first_frames: frames of the first chunk of new audio (default `chunk_frames`): a short first chunk is
+            heard sooner, the rest keeps the longer chunks' fewer decoder calls.
     """
     decoders = [StreamingDecoder(codec) for _ in range(channels)]
 

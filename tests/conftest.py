@@ -2,10 +2,17 @@
 
 import threads  # noqa: I001  (first: OpenMP reads its wait policy when torch loads)
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from inference import MusicGen
+from tests.musicgen_oracle import save_tiny_musicgen
+
 threads.apply_threads()
+
+DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +25,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def demo() -> MusicGen:
+    """The bundled demo model, as `MusicGen.from_pretrained` loads it on a CPU (int8, the default)."""
+    return MusicGen.from_pretrained(DEMO, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_stereo(tmp_path_factory) -> MusicGen:
+    """A tiny random stereo MusicGen saved by transformers and loaded by ours."""
+    _, folder = save_tiny_musicgen(tmp_path_factory.mktemp("stereo"), stereo=True)
+    return MusicGen.from_pretrained(folder, device="cpu")

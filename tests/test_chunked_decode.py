@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference import MusicGen
 from inference.audio_prompt import prepare_prompt
 from inference.chunked import CHUNK_FRAMES, CONTEXT_FRAMES, decode_in_chunks, encode_in_chunks
-from tests.musicgen_oracle import save_tiny_musicgen
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,17 +19,6 @@ TOLERANCE = 3e-5  # one step of a 16-bit file; measured on the demo codec with 8
 def random_codes(codec, frames: int, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(codec.cardinality, (1, codec.num_codebooks, frames), generator=generator)  # [1, K, T]
-
-
-@pytest.fixture(scope="module")
-def demo() -> MusicGen:
-    return MusicGen.from_pretrained(DEMO, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny_stereo(tmp_path_factory) -> MusicGen:
-    _, folder = save_tiny_musicgen(tmp_path_factory.mktemp("stereo"), stereo=True)
-    return MusicGen.from_pretrained(folder, device="cpu")
 
 
 def test_chunk_boundaries_are_invisible_on_the_trained_demo_codec(demo):

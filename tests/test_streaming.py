@@ -7,23 +7,12 @@ import torch
 
 from inference import MusicGen
 from inference.streaming import StreamingDecoder
-from tests.musicgen_oracle import save_tiny_melody_musicgen, save_tiny_musicgen
+from tests.musicgen_oracle import save_tiny_melody_musicgen
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
 TOLERANCE = 1e-5  # float rounding; the bound for a stream against generate() is 1e-4
-
-
-@pytest.fixture(scope="module")
-def demo() -> MusicGen:
-    return MusicGen.from_pretrained(DEMO, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny_stereo(tmp_path_factory) -> MusicGen:
-    _, folder = save_tiny_musicgen(tmp_path_factory.mktemp("stereo"), stereo=True)
-    return MusicGen.from_pretrained(folder, device="cpu")
 
 
 def stream_decode(codec, codes: torch.Tensor, pieces: int, edge: int) -> torch.Tensor:
