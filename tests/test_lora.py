@@ -209,3 +209,16 @@ def test_early_stop_ends_the_run_when_the_validation_loss_stops_falling(tmp_path
     summary = train_lm(settings)
     assert summary["steps"] == 2  # step 1 sets the best loss, step 2 does not beat it: stop
     assert (Path(settings.out) / "adapter" / ADAPTER_WEIGHTS).is_file()
+
+
+def test_resume_refuses_flags_that_change_the_trained_weights():
+    saved = {"init": "facebook/musicgen-small", "lora_rank": 0, "max_steps": 10}  # a full fine-tune's settings
+    with pytest.raises(ValueError, match=r"--lora-rank 8: the run being resumed was trained with lora_rank 0"):
+        resolve_lm_settings({"resume": "last", "lora_rank": 8}, saved)
+    adapter = {**saved, "lora_rank": 8, "lora_targets": "self_attn"}
+    with pytest.raises(ValueError, match="--lora-targets ffn: .* trained with lora_targets self_attn"):
+        resolve_lm_settings({"resume": "last", "lora_targets": "ffn"}, adapter)
+    with pytest.raises(ValueError, match="--init other: .* trained with init facebook/musicgen-small"):
+        resolve_lm_settings({"resume": "last", "init": "other"}, adapter)
+    resumed = resolve_lm_settings({"resume": "last", "lora_rank": 8, "max_steps": 20}, adapter)  # the same: fine
+    assert (resumed.lora_rank, resumed.max_steps, resumed.lora_targets) == (8, 20, "self_attn")

@@ -30,6 +30,7 @@ LORA_TARGET_GROUPS = {  # --lora-targets words -> our layer-local module names (
     "ffn": ("linear1", "linear2"),
 }
 MODEL_FLAGS = ("dim", "layers", "heads", "ffn_dim", "text", "lut_bins", "t5")  # defined by --init when given
+LORA_FLAGS = ("lora_rank", "lora_alpha", "lora_targets")  # what a LoRA run's adapter is (fixed on --resume)
 
 
 @dataclass(frozen=True)
@@ -214,4 +215,12 @@ def resolve_lm_settings(given: dict, saved: dict | None = None) -> LMTrainSettin
     settings = resolve_fields(LMTrainSettings(), given, saved)
     if settings.init and (conflict := [f"--{k.replace('_', '-')}" for k in MODEL_FLAGS if k in given]):
         raise ValueError(f"--init takes the model from {settings.init}; drop {', '.join(conflict)}")
+    if saved is not None:  # what the checkpoint's weights were made for cannot change on the way
+        defaults = LMTrainSettings()
+        for name in ("init", *MODEL_FLAGS, *LORA_FLAGS):
+            was, now = saved.get(name, getattr(defaults, name)), getattr(settings, name)
+            if name in given and now != was:
+                raise ValueError(f"--{name.replace('_', '-')} {now}: the run being resumed was trained with "
+                                 f"{name} {was}, which shapes its weights; resume without the flag, or start a new "
+                                 "run in another --out")
     return settings
