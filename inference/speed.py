@@ -34,6 +34,11 @@ agreement with float32 >= 95%, cross-entropy +1% at most; bench/int8_quality.py)
   second for 10 s of audio, one thread), far on an AMD EPYC without AMX (2.7x against 4.6x transformers); it is
   the path that meets the agreement bar everywhere (97-99%), one argument away (`dtype=torch.bfloat16`).
 - int8 with float32 activations: the fused kernel has no vectorised float32 path (7x slower): not offered.
+- int8 activations too (W8A8: fbgemm's `quantized.linear_dynamic`, one activation scale per step): the faster
+  kernel on this Xeon (the 24 layers' products of one step for 2 rows, two threads: 28 ms against 35 ms for
+  `_weight_int8pack_mm`, 12.6 against 10.1 GB/s, where the memory gives 21-23 GB/s), but top-1 agreement 97.9%
+  / 96.6% (CFG-guided) on the demo model and 94.5% / 90.6% on random weights: not offered
+  (bench/candidates.py `int8-dyn`), and it rests on torch's deprecated quantized tensors.
 - attention: torch's flash kernel already beats a product written for one query and SDPA's math backend for
   one query over 12 to 1500 cached keys in bfloat16 (bench/attention.py), so lm/transformer.py is unchanged.
 """
@@ -48,6 +53,7 @@ from lm.loading import LoadTransform
 from lm.model import MusicGenLM
 
 FEW_ROWS = 16  # up to this many rows, reduced-precision linears on CPUs with AMX use the transposed product
+FUSED_ROWS = 8  # up to this many rows, int8 linears on CPU use the fused kernel (Int8Linear)
 AMX = torch.cpu._is_amx_tile_supported()
 
 
@@ -88,6 +94,12 @@ class Int8Linear(nn.Module):
     16 (other widths gave wrong sums, or a crash for 2, in torch 2.13); every published MusicGen's is. Other
     widths and other devices (CUDA) dequantize the weights on the fly: the memory saving is kept, the speed is
     that of the compute dtype or less.
+
+    The fused kernel's time grows with the rows beyond a few (it is bound by its arithmetic, not by the weights'
+    bytes): the 24 musicgen-small layers' products took 34, 37, 70, 105 and 2260 ms for 2, 4, 8, 16 and 512 rows
+    where dequantizing each matrix to bfloat16 on the fly took 97, 86, 86, 88 and 305 ms (Intel Xeon with AMX,
+    two threads). So more than FUSED_ROWS rows (a batch of 5 or more prompts with CFG, the prefill of a prompt)
+    are dequantized: an audio prompt's prefill of 512 rows 7x faster.
     """
 
     def __init__(self, weight: torch.Tensor, dtype: torch.dtype) -> None:
@@ -104,10 +116,10 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.scale.dtype)
-        if x.device.type == "cpu" and x.shape[-1] % 16 == 0:
-            rows = x.reshape(-1, x.shape[-1])  # [rows, D_in]
-            out = torch.ops.aten._weight_int8pack_mm(rows, self.weight, self.scale)  # [rows, D_out]
-            return out.view(*x.shape[:-1], self.weight.shape[0])
+        rows = x.numel() // x.shape[-1]
+        if x.device.type == "cpu" and x.shape[-1] % 16 == 0 and rows <= FUSED_ROWS:
+            out = torch.ops.aten._weight_int8pack_mm(x.reshape(rows, x.shape[-1]), self.weight, self.scale)
+            return out.view(*x.shape[:-1], self.weight.shape[0])  # [..., D_out]
         return F.linear(x, self.weight.to(x.dtype)) * self.scale  # dequantized on the fly
 
 

@@ -10,7 +10,7 @@ from inference import MusicGen
 from inference.audio_prompt import prepare_prompt
 from inference.cuda_graph import StaticStep
 from inference.generation import generate_window, last_logits
-from inference.speed import CastLinear, Int8Linear, compute_dtype, prepare_for_inference, quantize_int8
+from inference.speed import FUSED_ROWS, CastLinear, Int8Linear, compute_dtype, prepare_for_inference, quantize_int8
 from lm.sampling import SamplingParams
 from tests.musicgen_oracle import (
     CARD,
@@ -218,6 +218,19 @@ def test_int8_linear_is_right_for_every_input_width(width):
     want = x @ weight.t()
     assert got.shape == (2, 5, 40)
     assert ((got - want).norm() / want.norm()) < 0.02
+
+
+def test_int8_linear_fused_and_dequantized_products_agree():
+    """Up to FUSED_ROWS rows go through the fused CPU kernel, more are dequantized: the same sums either way."""
+    weight = torch.randn(48, 128, generator=torch.Generator().manual_seed(0))
+    layer = Int8Linear(weight, torch.bfloat16)
+    x = torch.randn(4 * FUSED_ROWS, 128, generator=torch.Generator().manual_seed(1))
+    many = layer(x).float()  # dequantized
+    few = torch.cat([layer(rows).float() for rows in x.split(FUSED_ROWS)])  # the fused kernel
+    exact = x.bfloat16().float() @ (layer.weight.float() * layer.scale.float()[:, None]).t()
+    for got in (many, few):
+        assert ((got - exact).norm() / exact.norm()) < 5e-3  # bfloat16 rounding of the outputs
+    assert ((many - few).norm() / exact.norm()) < 5e-3
 
 
 def test_int8_is_a_transform_of_the_one_model_and_agrees_with_float32(checkpoint):
