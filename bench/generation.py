@@ -49,7 +49,7 @@ import torch  # noqa: E402
 
 import transformers  # noqa: E402
 from baseline import import_from_commit  # noqa: E402
-from candidates import CANDIDATES  # noqa: E402
+from candidates import CANDIDATES, Int8DynamicLinear  # noqa: E402
 
 from inference import MusicGen  # noqa: E402
 from inference.generation import generate_window, last_logits  # noqa: E402
@@ -209,7 +209,8 @@ def bytes_per_step(lm: MusicGenLM, steps: int, batch: int) -> tuple[int, int]:
     skipped = ("embeddings.", "cond_proj.", "chroma_proj.", "cross_attn.k_proj.", "cross_attn.v_proj.")
     weights = sum(t.nbytes for name, t in lm.state_dict().items() if not any(part in name for part in skipped))
     config = lm.config
-    element = compute_dtype(lm).itemsize  # the KV cache's
+    float_activations = isinstance(lm.transformer.layers[0].linear1, Int8DynamicLinear)  # W8A8: float32 in, out
+    element = 4 if float_activations else compute_dtype(lm).itemsize  # the KV cache's
     cache = 2 * config.num_layers * batch * config.dim * element * (steps / 2)  # keys + values, mean length
     return weights, int(cache)
 

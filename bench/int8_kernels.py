@@ -1,10 +1,13 @@
 """Candidate kernels for a decoding step's linear layers, side by side: float32, bfloat16, int8, int4.
 
-    python bench/int8_kernels.py [--rows 2] [--threads 1] [--repeats 30]
+    python bench/int8_kernels.py [--rows 2] [--threads 1] [--repeats 30] [--layers 1]
 
 One musicgen-small layer's six matrices (q, k, v, out: 1024 x 1024; FFN 4096 x 1024 and 1024 x 4096), random
 weights, `--rows` activation rows (2 = one prompt with CFG), one thread. Prints the median time of the six
 products, the bytes of weights they read per second, and the relative error of the result against float32.
+`--layers 24` takes 24 such layers of their own weights, read one after the other as a decoding step reads
+them (a step's int8 weights do not fit in the caches of a core; one layer's do), and prints the machine's memory
+bandwidth (sum of 2 GiB, same threads) beside them: the ceiling of every row.
 What inference/speed.py uses was chosen from this table: `aten._weight_int8pack_mm` for int8 on CPU.
 
 Candidates: torch's own kernels (F.linear in float32 and bfloat16, bfloat16 as (W @ x^T)^T, int8 weights with
@@ -103,16 +106,26 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2, help="activation rows (2: one prompt with CFG)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--layers", type=int, default=1, help="layers of their own weights (24: musicgen-small)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    weights = [torch.randn(shape) * 0.02 for shape in SHAPES]
+    weights = [torch.randn(shape) * 0.02 for shape in SHAPES * args.layers]
     inputs = [torch.randn(args.rows, w.shape[1]) for w in weights]
     reference = [F.linear(x, w) for w, x in zip(weights, inputs, strict=True)]
     params = sum(w.numel() for w in weights)
     print(f"settings: {vars(args)}; torch {torch.__version__}, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}, AMX {torch.cpu._is_amx_tile_supported()}, "
           f"load average {os.getloadavg()[0]:.1f}")
+    if args.layers > 1:
+        buffer = torch.ones(2**29)  # 2 GiB
+        sums = []
+        for _ in range(3):
+            start = time.perf_counter()
+            buffer.sum()
+            sums.append(buffer.numel() * 4 / (time.perf_counter() - start) / 1e9)
+        print(f"memory bandwidth (sum of 2 GiB, {args.threads} threads): {statistics.median(sums):.1f} GB/s")
+        del buffer
     runs = candidates(weights, inputs)
     times = {name: [] for name in runs}
     for _ in range(args.repeats):  # alternate the candidates, round after round

@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.candidates import quantize_int4, quantize_int8_bf16_stream, quantize_int8_heads  # noqa: E402
+from bench.candidates import quantize_int4, quantize_int8_bf16_stream, quantize_int8_dynamic, quantize_int8_heads  # noqa: E402
 from corpus.render import Synthesizer, default_soundfont, make_clip  # noqa: E402
 from corpus.styles import STYLES  # noqa: E402
 from inference import MusicGen  # noqa: E402
@@ -50,7 +50,8 @@ VARIANTS = {"float32": lambda lm: lm, "bfloat16": lambda lm: prepare_for_inferen
             "int8-heads": lambda lm: quantize_int8_heads(copy.deepcopy(lm)),
             "int8-bf16": lambda lm: quantize_int8_bf16_stream(copy.deepcopy(lm)),
             "int4-g32": lambda lm: quantize_int4(copy.deepcopy(lm), 32),
-            "int4-g64": lambda lm: quantize_int4(copy.deepcopy(lm), 64)}
+            "int4-g64": lambda lm: quantize_int4(copy.deepcopy(lm), 64),
+            "int8-dyn": lambda lm: quantize_int8_dynamic(copy.deepcopy(lm))}
 PROMPTS = ["80s pop track with bassy drums and synth", "an uplifting jazz song", "calm piano", "lo-fi funk"]
 BAR = (0.95, 0.01)  # top-1 agreement at least, cross-entropy change at most
 
