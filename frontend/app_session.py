@@ -8,6 +8,7 @@ these into what the browser shows.
 
 import json
 import math
+import os
 import secrets
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from inference import MusicGen
 
 MAX_CLIPS = 50  # clips kept on the server (all visitors together); older ones are removed first
 MAX_AGE_S = 3600.0  # and none is kept longer than an hour
+STORE_PREFIX = "musicgen-app-"  # the clip folder: musicgen-app-PID-RANDOM in the temporary directory
 CHUNK_SECONDS = 1.0  # audio handed to the player at a time
 
 
@@ -49,10 +51,12 @@ class Clip:
 
 class ClipStore:
     """The app's clips, in a private temporary folder: at most `max_clips`, none older than `max_age_s` seconds,
-    all removed by `close`."""
+    all removed by `close`. The folder's name holds the process id, so that the next app to start removes the
+    folders of apps that could not (killed with SIGKILL, or the machine lost power): `remove_orphans`."""
 
     def __init__(self, max_clips: int = MAX_CLIPS, max_age_s: float = MAX_AGE_S) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="musicgen-app-"))
+        remove_orphans(Path(tempfile.gettempdir()))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{STORE_PREFIX}{os.getpid()}-"))
         self.max_clips, self.max_age_s = max_clips, max_age_s
         self.count = 0
         self.lock = threading.Lock()
@@ -79,6 +83,29 @@ class ClipStore:
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove_orphans(root: Path) -> list[Path]:
+    """Remove the clip folders under `root` whose app process is gone; returns them. Only on POSIX systems, where
+    a process can be asked whether it exists (on Windows `os.kill` would end it)."""
+    removed = []
+    for folder in root.glob(f"{STORE_PREFIX}*-*") if os.name == "posix" else ():
+        pid = folder.name[len(STORE_PREFIX):].split("-")[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def process_exists(pid: int) -> bool:
+    """Whether process `pid` exists (POSIX: signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class GenerationSession:

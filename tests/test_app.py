@@ -5,6 +5,8 @@ import math
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -239,5 +241,25 @@ def test_melody_model_follows_an_uploaded_melody(tmp_path):
         *pieces, clip = session.generate(request, None, "visitor")
         assert isinstance(clip, Clip) and clip.record["melody"] == "tune.wav"
         assert sum(piece.shape[-1] for piece in pieces) == soundfile.info(clip.wav).frames == 800
+    finally:
+        store.close()
+
+
+def test_clip_folders_of_killed_apps_are_removed_by_the_next(tmp_path, monkeypatch):
+    """An app killed with SIGKILL cannot remove its clips; the next one to start removes them, never a live app's."""
+    from frontend import app_session
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"musicgen-app-{int(ended.stdout)}-abc123"  # a process that has exited
+    live = tmp_path / f"musicgen-app-{os.getpid()}-def456"
+    other = tmp_path / "musicgen-app-x7_q2z9k"  # not ours to judge (no process id)
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "0001_jazz_seed1.wav").write_bytes(b"RIFF")
+    monkeypatch.setattr(app_session.tempfile, "tempdir", str(tmp_path))
+    store = app_session.ClipStore()
+    try:
+        assert not dead.exists() and live.exists() and other.exists()
+        assert store.folder.parent == tmp_path and store.folder.name.startswith(f"musicgen-app-{os.getpid()}-")
     finally:
         store.close()
