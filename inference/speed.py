@@ -53,7 +53,7 @@ from lm.loading import LoadTransform
 from lm.model import MusicGenLM
 
 FEW_ROWS = 16  # up to this many rows, reduced-precision linears on CPUs with AMX use the transposed product
-FUSED_ROWS = 8  # up to this many rows, int8 linears on CPU use the fused kernel (Int8Linear)
+FUSED_ROWS = 8  # up to this many rows (any number without AMX), int8 linears on CPU use the fused kernel
 AMX = torch.cpu._is_amx_tile_supported()
 
 
@@ -98,8 +98,9 @@ class Int8Linear(nn.Module):
     The fused kernel's time grows with the rows beyond a few (it is bound by its arithmetic, not by the weights'
     bytes): the 24 musicgen-small layers' products took 34, 37, 70, 105 and 2260 ms for 2, 4, 8, 16 and 512 rows
     where dequantizing each matrix to bfloat16 on the fly took 97, 86, 86, 88 and 305 ms (Intel Xeon with AMX,
-    two threads). So more than FUSED_ROWS rows (a batch of 5 or more prompts with CFG, the prefill of a prompt)
-    are dequantized: an audio prompt's prefill of 512 rows 7x faster.
+    two threads). So on a CPU with AMX, whose bfloat16 products are fast at any number of rows, more than
+    FUSED_ROWS rows (a batch of 5 or more prompts with CFG, the prefill of a prompt) are dequantized: an audio
+    prompt's prefill of 512 rows 7x faster. CPUs without AMX keep the fused kernel (not measured there).
     """
 
     def __init__(self, weight: torch.Tensor, dtype: torch.dtype) -> None:
@@ -117,7 +118,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.scale.dtype)
         rows = x.numel() // x.shape[-1]
-        if x.device.type == "cpu" and x.shape[-1] % 16 == 0 and rows <= FUSED_ROWS:
+        if x.device.type == "cpu" and x.shape[-1] % 16 == 0 and (rows <= FUSED_ROWS or not AMX):
             out = torch.ops.aten._weight_int8pack_mm(x.reshape(rows, x.shape[-1]), self.weight, self.scale)
             return out.view(*x.shape[:-1], self.weight.shape[0])  # [..., D_out]
         return F.linear(x, self.weight.to(x.dtype)) * self.scale  # dequantized on the fly
