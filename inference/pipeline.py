@@ -89,7 +89,7 @@ class MusicGen:
             quantize: "auto" (the default): "int8" on a CPU when no dtype is given, the fastest CPU path
                 measured against the quality bar (`inference.speed.default_quantize`), else None. None: no quantization
                 (exact float32 on a CPU). "int8": the LM's transformer weights as int8 with per-channel scales
-                (a quarter of float32's bytes; on CPU 1.7x (Xeon with AMX) to 4.5x (AMD EPYC) faster decoding
+                (a quarter of float32's bytes; on CPU 1.6x (Xeon with AMX) to 4.5x (AMD EPYC) faster decoding
                 than float32).
             cuda_graph: record each window's one-step pass in a CUDA graph and replay it (CUDA only).
             lora: a LoRA adapter folder (PEFT's format, `inference.lora`) merged into the LM's float weights as
