@@ -263,3 +263,15 @@ def test_clip_folders_of_killed_apps_are_removed_by_the_next(tmp_path, monkeypat
         assert store.folder.parent == tmp_path and store.folder.name.startswith(f"musicgen-app-{os.getpid()}-")
     finally:
         store.close()
+
+
+def test_the_other_form_is_a_second_lm_sharing_text_encoder_and_codec(app):
+    """The int8 toggle loads the other form on first use: a second LM only, with the same T5 and codec."""
+    _, session = app
+    other_form = "none" if session.default == "int8" else "int8"
+    other = session.load(other_form)
+    assert other.lm is not session.mg.lm and other.codec is session.mg.codec and other.text is session.mg.text
+    assert other.max_duration == session.mg.max_duration and session.load(other_form) is other  # loaded once
+    request = check_request("jazz", 0.5, "2", 250, 0.0, 1.0, 3.0, model=session.source, max_duration=300)
+    *_, clip = session.generate(request, other_form == "int8", "visitor")
+    assert clip.record["quantize"] == other_form and soundfile.info(clip.wav).frames > 0
