@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import peft
 import pytest
@@ -28,7 +29,7 @@ from inference.speed import Int8Linear, quantize_int8
 from tests.musicgen_oracle import hf_generate_codes, save_tiny_melody_musicgen, save_tiny_musicgen
 from training.checkpoints import read_checkpoint
 from training.lm_settings import LMTrainSettings, resolve_lm_settings
-from training.lm_train import build_model, train_lm
+from training.lm_train import BestWeights, build_model, train_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["jazz song", "lo-fi funk"]
@@ -208,7 +209,28 @@ def test_early_stop_ends_the_run_when_the_validation_loss_stops_falling(tmp_path
     settings = lora_settings(tmp_path, tiny, max_steps=10, lr=0.0, valid_every=1, early_stop=1)  # a flat loss
     summary = train_lm(settings)
     assert summary["steps"] == 2  # step 1 sets the best loss, step 2 does not beat it: stop
+    first = summary["valid_loss"]  # validated before training too (step 0): with lr 0 nothing beat it
+    assert summary["best"] == {"step": first["first_step"], "loss": first["first"]} and first["first_step"] == 0
     assert (Path(settings.out) / "adapter" / ADAPTER_WEIGHTS).is_file()
+
+
+def test_early_stop_exports_the_weights_of_the_lowest_validation_loss():
+    """BestWeights keeps the trained weights of the best validation (through a checkpoint too) and puts them back."""
+    module = torch.nn.Linear(2, 1)
+    module.bias.requires_grad_(False)  # frozen: not kept
+    module.history = {"valid": []}
+    trainer = SimpleNamespace(sanity_checking=False)
+    best = BestWeights()
+    for step, loss in ((1, 3.0), (2, 2.0), (3, 4.0)):
+        with torch.no_grad():
+            module.weight.fill_(step)
+        module.history["valid"].append({"step": step, "loss": loss})
+        best.on_validation_end(trainer, module)
+    resumed = BestWeights()
+    resumed.load_state_dict(best.state_dict())
+    assert resumed.restore(module) and (resumed.step, resumed.loss) == (2, 2.0)
+    assert torch.equal(module.weight, torch.full((1, 2), 2.0)) and set(resumed.weights) == {"weight"}
+    assert not BestWeights().restore(module)  # no validation: nothing to put back
 
 
 def test_resume_refuses_flags_that_change_the_trained_weights():

@@ -182,7 +182,8 @@ def add_lm_arguments(parser: argparse.ArgumentParser) -> None:
         type=int)
     add(run, "--sample-seconds", "length of those samples (default: --segment-seconds)", type=float)
     add(run, "--num-samples", "how many samples each time", type=int)
-    add(run, "--early-stop", "stop after N validations without a lower validation loss (0: never)", type=int,
+    add(run, "--early-stop", "stop after N validations without a lower validation loss, and export the weights "
+        "of the lowest (0: never stop early; export the last step's)", type=int,
         metavar="N")
     add_run_arguments(run, add)
 

@@ -99,10 +99,43 @@ def prepare_run(settings: LMTrainSettings) -> Run:
     return Run(module, data, description)
 
 
+class BestWeights(Callback):
+    """With --early-stop: a copy of the trained weights (every weight, or the adapter) at the lowest validation loss,
+    put back when training ends, so that the export is the best validated model rather than the last. The copy
+    travels in the checkpoints (Lightning keeps a callback's `state_dict`), so a resumed run keeps it."""
+
+    def __init__(self) -> None:
+        self.step, self.loss, self.weights = -1, float("inf"), {}
+
+    def on_validation_end(self, trainer: L.Trainer, module: LMTrainingModule) -> None:
+        valid = module.history["valid"]
+        if trainer.sanity_checking or not valid or not valid[-1]["loss"] < self.loss:
+            return
+        self.step, self.loss = valid[-1]["step"], valid[-1]["loss"]
+        self.weights = {name: p.detach().to("cpu", copy=True) for name, p in module.named_parameters()
+                        if p.requires_grad}
+
+    def restore(self, module: LMTrainingModule) -> bool:
+        """Put the best weights back into `module`; False when there are none (no validation ran)."""
+        if not self.weights:
+            return False
+        parameters = dict(module.named_parameters())
+        with torch.no_grad():
+            for name, weight in self.weights.items():
+                parameters[name].copy_(weight)
+        return True
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "loss": self.loss, "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.loss, self.weights = state["step"], state["loss"], state["weights"]
+
+
 def build_trainer(settings: LMTrainSettings, callbacks: Sequence[Callback] = ()) -> L.Trainer:
     if settings.early_stop:  # validations without a lower loss; a stopped run ends as a finished one
         callbacks = [*callbacks, EarlyStopping("valid/loss", patience=settings.early_stop,
-                                               check_on_train_epoch_end=False)]
+                                               check_on_train_epoch_end=False), BestWeights()]
     return runs.build_trainer(settings, "step{step:07.0f}", callbacks, gradient_clip_val=settings.grad_clip or None)
 
 
@@ -121,6 +154,9 @@ def train_lm(settings: LMTrainSettings, run: Run | None = None, callbacks: Seque
     trainer = build_trainer(settings, callbacks)
     runs.fit(settings, trainer, run)
     summary = make_summary(module, data, trainer.global_step)
+    best = next((c for c in trainer.callbacks if isinstance(c, BestWeights)), None)
+    if best is not None and best.restore(module):  # --early-stop: export the lowest validation loss's weights
+        summary["best"] = {"step": best.step, "loss": best.loss}
     if trainer.is_global_zero:
         if settings.lora_rank:
             save_adapter(module.lm, out / "adapter", settings.init)
@@ -163,6 +199,9 @@ def summary_lines(settings: LMTrainSettings, summary: dict) -> list[str]:
     tokens = summary["tokens"]
     lines.append(f"tokens: {tokens['encoded']} files encoded, {tokens['reused']} reused from {tokens['cache']}; "
                  f"skipped {len(summary['files']['skipped'])} files, {len(summary['files']['too_short'])} too short")
+    if "best" in summary:
+        lines.append(f"exported: the weights of step {summary['best']['step']}, the lowest validation loss "
+                     f"({summary['best']['loss']:.3f}); the last step's are in checkpoints/last.ckpt")
     if "adapter" in summary:
         adapter = summary["adapter"]
         lines.append(f"adapter: {Path(settings.out) / 'adapter'} ({adapter['file_bytes'] / 1e6:.2f} MB, "
