@@ -6,7 +6,8 @@
 
 The token loop lives in `inference/generation.py` and hands out each frame as it completes: `generate*` gather
 them and decode, `generate_stream` decodes them as they come (`inference/streaming.py`). This class wires the
-parts and prepares the inputs (text, audio prompt, melody). Speed is applied to the one LM at load time
+parts and checks the inputs; the LM's condition is built in `inference/conditions.py` (text, melody, CFG's null
+rows), an audio prompt's codes in `inference/audio_prompt.py`. Speed is applied to the one LM at load time
 (`inference/speed.py`: int8, the CPU default, or reduced precision) and in the loop (`step_transform`, e.g. the
 one-step pass recorded once per window in a CUDA graph and replayed).
 """
@@ -19,9 +20,8 @@ from collections.abc import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from audio.clip import check_finite, resample
 from encodec import EncodecModel
-from inference.audio_prompt import prepare_prompt
+from inference.audio_prompt import prompt_codes
 from inference.checks import (
     check_descriptions,
     check_device,
@@ -31,12 +31,12 @@ from inference.checks import (
     check_seed,
 )
 from inference.chunked import decode_in_chunks
+from inference.conditions import lm_condition, melody_chroma
 from inference.generation import Window, cuda_graph_step, piece_frames, plan_steps, plan_windows
 from inference.loading import load_musicgen_parts
 from inference.lora import MergeAtLoad
 from inference.speed import default_quantize, load_transform
 from inference.streaming import stream_audio
-from lm.chroma import ChromaExtractor, null_chroma
 from lm.model import MusicGenLM
 from lm.sampling import SamplingParams
 
@@ -205,7 +205,8 @@ class MusicGen:
         """
         num_frames = self._num_frames(duration)
         sampling = SamplingParams(**check_sampling(use_sampling, top_k, top_p, temperature, cfg_coef))
-        prompt, descriptions = self._audio_prompt(prompt_wav, prompt_sample_rate, descriptions, num_frames)
+        prompt, descriptions = prompt_codes(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate,
+                                                descriptions, num_frames)
         codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
                                callback=callback)
         return self.decode(codes)
@@ -242,7 +243,8 @@ class MusicGen:
         num_frames = self._num_frames(duration)
         chroma = None
         if prompt_wav is not None:
-            prompt, descriptions = self._audio_prompt(prompt_wav, prompt_sample_rate, descriptions, num_frames)
+            prompt, descriptions = prompt_codes(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate,
+                                                descriptions, num_frames)
         else:
             prompt = self._no_prompt(len(descriptions))
             if melody_wavs is not None:
@@ -283,28 +285,6 @@ class MusicGen:
     def _no_prompt(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.lm.config.num_codebooks, 0, dtype=torch.long, device=self.device)  # [B, K, 0]
 
-    def _audio_prompt(self, prompt_wav: torch.Tensor, prompt_sample_rate: int | None,
-                      descriptions: list[str | None] | str | None,
-                      num_frames: int) -> tuple[torch.Tensor, list[str | None]]:
-        """The prompt's codes [B, K, T_p] and one description per prompt (None: no text), everything checked
-        before the prompt is encoded."""
-        check_sample_rate(prompt_sample_rate, "prompt_sample_rate")
-        if not isinstance(prompt_wav, torch.Tensor) or prompt_wav.dim() not in (2, 3):
-            got = list(prompt_wav.shape) if isinstance(prompt_wav, torch.Tensor) else type(prompt_wav).__name__
-            raise ValueError(f"prompt_wav must be a [B, C, N] or [C, N] tensor, got {got}")
-        batch = prompt_wav.shape[0] if prompt_wav.dim() == 3 else 1
-        descriptions = check_descriptions([None] * batch if descriptions is None else descriptions, batch)
-        duration = num_frames / self.frame_rate
-        if prompt_wav.shape[-1] / prompt_sample_rate >= duration:
-            raise ValueError(f"the prompt ({prompt_wav.shape[-1] / prompt_sample_rate:.2f} s) must be shorter than "
-                             f"the requested duration ({duration:g} s), which includes it")
-        prompt = prepare_prompt(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate)  # [B, K, T_p]
-        prompt = prompt.to(self.device)
-        if prompt.shape[-1] >= num_frames:
-            raise ValueError(f"the prompt ({prompt.shape[-1] / self.frame_rate:.2f} s) must be shorter than the "
-                             f"requested duration ({duration:g} s), which includes it")
-        return prompt, descriptions
-
     def _melodies(self, descriptions: list[str | None], melody_wavs: torch.Tensor | list,
                   melody_sample_rate: int | None, num_frames: int) -> list[torch.Tensor | None]:
         """One chroma [F, 12] (or None) per description, after checking that the model can follow them."""
@@ -317,7 +297,8 @@ class MusicGen:
             raise ValueError(f"got {len(melody_wavs)} melodies for {len(descriptions)} descriptions")
         if num_frames > self.max_duration * self.frame_rate + 1e-6:
             raise ValueError(f"melody conditioning covers one window: duration must be <= {self.max_duration} s")
-        return [self._chroma(wav, melody_sample_rate) for wav in melody_wavs]
+        return [melody_chroma(wav, melody_sample_rate, self.sample_rate, self.lm.config.num_chroma, self.device)
+                for wav in melody_wavs]
 
     def _generate(self, descriptions: list[str | None], prompt: torch.Tensor, num_frames: int, *,
                   sampling: SamplingParams, seed: int | None, progress: bool,
@@ -358,44 +339,7 @@ class MusicGen:
         finally:
             bar.close()
 
-    @torch.no_grad()
     def _condition(self, descriptions: list[str | None], with_null: bool,
                    chroma: list[torch.Tensor | None] | None = None) -> torch.Tensor:
-        """The LM's condition for each description, followed by B null conditions for CFG.
-
-        Text models: projected text [B(x2), L, D] for cross-attention (the null condition is all zeros).
-        Melody models: the prefix [chroma, text] [B(x2), 235 + L, D]; the null condition is the null melody
-        (pitch class 0) and zero text. `chroma`: one [F, 12] one-hot tensor or None per description.
-        """
-        states, mask = self.text(descriptions)  # [B, L, D_text], [B, L]
-        param = self.lm.out_norm.weight
-        text = self.lm.project_condition(states.to(param.dtype), mask)  # [B, L, D]
-        if self.lm.config.num_chroma is None:
-            return torch.cat([text, torch.zeros_like(text)]) if with_null else text  # [B(x2), L, D]
-        frames = self.lm.config.chroma_length
-
-        def tiled(c: torch.Tensor) -> torch.Tensor:  # [F, 12] -> [235, 12]: a short melody repeats, as in transformers
-            return c.repeat(-(-frames // c.shape[0]), 1)[:frames].to(param.dtype)
-
-        null = tiled(self._null_chroma())  # [235, 12]
-        melody = torch.stack([null if c is None else tiled(c) for c in chroma or [None] * len(descriptions)])
-        cond = self.lm.melody_condition(melody, text)  # [B, 235 + L, D]
-        if not with_null:
-            return cond
-        nulls = null[None].expand(len(descriptions), -1, -1)  # [B, 235, 12]
-        return torch.cat([cond, self.lm.melody_condition(nulls, torch.zeros_like(text))])  # [2B, 235 + L, D]
-
-    def _null_chroma(self) -> torch.Tensor:
-        return null_chroma(1, self.lm.config.num_chroma, self.device)[0]  # [1, 12]
-
-    @torch.no_grad()
-    def _chroma(self, wav: torch.Tensor | None, sample_rate: int) -> torch.Tensor | None:
-        """One-hot chroma [F, 12] of a melody [C, N] (resampled to the model's rate, mixed to mono)."""
-        if wav is None:
-            return None
-        if wav.dim() != 2 or wav.shape[-1] == 0:
-            raise ValueError(f"a melody must be a [C, N] waveform with N > 0, got {list(wav.shape)}")
-        check_finite(wav, "the melody")
-        wav = resample(wav.float().to(self.device), sample_rate, self.sample_rate)
-        extractor = ChromaExtractor(self.sample_rate, n_chroma=self.lm.config.num_chroma).to(self.device)
-        return extractor(wav[None])[0]  # [F, 12]
+        """The LM's condition [B(x2), ...] (inference/conditions.py)."""
+        return lm_condition(self.lm, self.text, descriptions, with_null, chroma)
