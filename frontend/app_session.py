@@ -85,16 +85,13 @@ class ClipStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def remove_orphans(root: Path) -> list[Path]:
-    """Remove the clip folders under `root` whose app process is gone; returns them. Only on POSIX systems, where
-    a process can be asked whether it exists (on Windows `os.kill` would end it)."""
-    removed = []
+def remove_orphans(root: Path) -> None:
+    """Remove the clip folders under `root` whose app process is gone. Only on POSIX systems, where a process can
+    be asked whether it exists (on Windows `os.kill` would end it)."""
     for folder in root.glob(f"{STORE_PREFIX}*-*") if os.name == "posix" else ():
         pid = folder.name[len(STORE_PREFIX):].split("-")[0]
         if pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
 
 
 def process_exists(pid: int) -> bool:

@@ -205,8 +205,7 @@ class MusicGen:
         """
         num_frames = self._num_frames(duration)
         sampling = SamplingParams(**check_sampling(use_sampling, top_k, top_p, temperature, cfg_coef))
-        prompt, descriptions = prompt_codes(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate,
-                                                descriptions, num_frames)
+        prompt, descriptions = self._audio_prompt(prompt_wav, prompt_sample_rate, descriptions, num_frames)
         codes = self._generate(descriptions, prompt, num_frames, sampling=sampling, seed=seed, progress=progress,
                                callback=callback)
         return self.decode(codes)
@@ -243,8 +242,7 @@ class MusicGen:
         num_frames = self._num_frames(duration)
         chroma = None
         if prompt_wav is not None:
-            prompt, descriptions = prompt_codes(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate,
-                                                descriptions, num_frames)
+            prompt, descriptions = self._audio_prompt(prompt_wav, prompt_sample_rate, descriptions, num_frames)
         else:
             prompt = self._no_prompt(len(descriptions))
             if melody_wavs is not None:
@@ -284,6 +282,14 @@ class MusicGen:
 
     def _no_prompt(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.lm.config.num_codebooks, 0, dtype=torch.long, device=self.device)  # [B, K, 0]
+
+    def _audio_prompt(self, prompt_wav: torch.Tensor, prompt_sample_rate: int | None,
+                      descriptions: list[str | None] | str | None,
+                      num_frames: int) -> tuple[torch.Tensor, list[str | None]]:
+        """The prompt's codes [B, K, T_p] on the LM's device, and one description per prompt (`prompt_codes`)."""
+        prompt, descriptions = prompt_codes(self.codec, self.audio_channels, prompt_wav, prompt_sample_rate,
+                                            descriptions, num_frames)
+        return prompt.to(self.device), descriptions
 
     def _melodies(self, descriptions: list[str | None], melody_wavs: torch.Tensor | list,
                   melody_sample_rate: int | None, num_frames: int) -> list[torch.Tensor | None]:
