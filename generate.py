@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the LM's dtype; auto: float16 on CUDA, bfloat16 with int8 weights (the CPU default), "
                              "else float32. T5 and the codec stay float32")
     parser.add_argument("--quantize", choices=("auto", "none", "int8"), default="auto",
-                        help="int8: the LM's weights as int8 (a quarter of the bytes; 1.7-4.5x faster on a CPU, less "
+                        help="int8: the LM's weights as int8 (a quarter of the bytes; 1.6-4.5x faster on a CPU, less "
                              "memory on a GPU); none: exact float32 on a CPU; auto: int8 on a CPU unless --dtype is "
                              "given, none on CUDA (default: auto)")
     parser.add_argument("--lora", type=Path, metavar="ADAPTER",

@@ -67,7 +67,7 @@ def controls(session: GenerationSession) -> tuple[gr.Button, gr.Button, list]:
         top_p = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Top-p", info="0: off (top-k decides)")
         temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Temperature")
         cfg = gr.Slider(0.0, 10.0, value=3.0, step=0.1, label="CFG", info="guidance; 1 turns it off")
-    int8 = gr.Checkbox(label="int8 weights (the CPU default, 1.7-4.5x faster; off: exact float32, loaded on first use)",
+    int8 = gr.Checkbox(label="int8 weights (the CPU default, 1.6-4.5x faster; off: exact float32, loaded on first use)",
                        value=session.default == "int8", visible=session.mg.device.type == "cpu")
     melody = gr.Audio(label="Melody to follow", sources=["upload"], type="filepath", visible=session.is_melody)
     prompt_audio = gr.Audio(label="Audio prompt to continue (the duration counts it)", sources=["upload"],
